@@ -20,6 +20,7 @@
 //! - [`call`]: the call handle the rest of voxgate drives, and the routing
 //!   hook that decides which handler answers a DID.
 //! - [`demo`]: the built-in demo handler.
+//! - [`softphone`]: the UAC behind `voxgate call`, for tests, demos and QA.
 //! - [`metrics`] and [`http`]: Prometheus metrics, health and readiness.
 //!
 //! # The driver contract
@@ -42,3 +43,4 @@ pub mod metrics;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod softphone;
