@@ -10,10 +10,25 @@
 //! - [`interpreter`]: the sans-IO state machine that runs one call through a
 //!   flow. A driver feeds it the results of the actions it asks for; it never
 //!   touches the call, the network or the clock itself.
+//! - [`api`]: the REST API under `/v1` (axum router, bearer keys and roles,
+//!   RFC 7807 errors, OpenAPI document).
+//! - [`driver`]: the thin async driver that runs the interpreter on a live
+//!   call handle, with type-ahead, digit collection and transfers.
+//! - [`http_client`]: the HTTP client of `http` nodes, with SSRF-proof
+//!   name resolution.
+//! - [`live`]: the in-memory live table the SIP router reads on every
+//!   INVITE: DID → live flow version, swapped in right after a publish.
+//! - [`store`]: where tenants, keys, flows, versions, numbers, calls and the
+//!   audit log are kept (the `Store` trait and its SQLite implementation).
 
+pub mod api;
+pub mod driver;
 pub mod expr;
+pub mod http_client;
 pub mod interpreter;
+pub mod live;
 pub mod model;
+pub mod store;
 pub mod template;
 pub mod validate;
 

@@ -6,6 +6,7 @@
 //!   handed `now` as an argument.
 //! - [`config`]: `GatewayConfig`, read from TOML, environment and flags and
 //!   validated in full before any socket is bound.
+//! - [`crypto`]: installs the one rustls crypto provider (ring).
 //! - [`codec`]: G.711 μ-law and A-law.
 //! - [`rtp`]: sans-IO RTP/RTCP: sessions with symmetric latching, the jitter
 //!   buffer, the outbound pacer, RTCP SR/RR statistics, the port allocator.
@@ -35,6 +36,7 @@ pub mod call;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod dtmf;
 pub mod http;

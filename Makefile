@@ -1,0 +1,62 @@
+# voxgate: build, run, test and benchmark.
+#
+# Works on a fresh Debian 12 machine as root with only the Rust toolchain,
+# gcc, python3 and git present: `make deps` installs the rest.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+CARGO      ?= cargo
+VOXGATE_BIN ?= $(CURDIR)/target/release/voxgate
+export VOXGATE_BIN
+
+# Debian packages the gateway, its tests and the benchmark use:
+#   espeak-ng        the demo's spoken greeting (run by the gateway)
+#   sip-tester       sipp, the SIP peer of the e2e tests and the load generator
+#   baresip-core     a real softphone for the e2e tests (aufile, g711, ctrl_tcp)
+#   sox, libsox-fmt-all  test fixtures: WAV conversion and measurement
+#   procps           ps/kill used by the test helpers and bench
+#   curl             health checks in bench/run and the README
+DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl
+
+.PHONY: deps build run test bench lint fmt fmt-check
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+	  echo "deps: all Debian packages present"; \
+	else \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build:
+	$(CARGO) build --release --locked
+
+run: deps build
+	$(VOXGATE_BIN) serve
+
+test: deps
+	$(CARGO) build --release --locked -p voxgate --bin voxgate
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --release --locked --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --release --locked --no-fail-fast; \
+	fi
+
+bench: deps build
+	bench/run
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check

@@ -1,0 +1,150 @@
+//! The command line: `voxgate serve`, `voxgate call`, `voxgate config`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use voxgate_gateway::config::{env, ConfigFlags};
+use voxgate_gateway::softphone::parse_duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "voxgate", version, about = "AI voicebot orchestration gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: SIP on UDP+TCP, HTTP health and metrics.
+    Serve(ServeArgs),
+    /// Place one SIP call (a softphone for tests, demos and QA).
+    Call(CallArgs),
+    /// Check a config file, or print the embedded defaults.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// The config file and the flags that override config keys.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// TOML config file [env: VOXGATE_CONFIG].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// sip.listen, UDP and TCP (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub sip_listen: Option<String>,
+    /// http.listen.
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// data_dir.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// rtp.ports, LOW-HIGH with LOW even.
+    #[arg(long, value_name = "LOW-HIGH")]
+    pub rtp_ports: Option<String>,
+    /// public_ip, the address put into SDP.
+    #[arg(long, value_name = "IP")]
+    pub public_ip: Option<String>,
+}
+
+impl ConfigArgs {
+    pub fn flags(&self) -> ConfigFlags {
+        ConfigFlags {
+            sip_listen: self.sip_listen.clone(),
+            http_listen: self.http_listen.clone(),
+            data_dir: self.data_dir.clone(),
+            rtp_ports: self.rtp_ports.clone(),
+            public_ip: self.public_ip.clone(),
+        }
+    }
+
+    /// `--config`, else `VOXGATE_CONFIG`.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| std::env::var_os(env::CONFIG).map(PathBuf::from))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load FILE with the environment and flags, validate it, print "ok".
+    Check {
+        /// Print the effective configuration as TOML too.
+        #[arg(long)]
+        print: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The file to check (same as --config).
+        file: Option<PathBuf>,
+    },
+    /// Print the embedded defaults as TOML.
+    Defaults,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DtmfModeArg {
+    Rfc4733,
+    Info,
+    Inband,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CodecArg {
+    Pcmu,
+    Pcma,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The SIP URI to call, for example sip:1000@127.0.0.1:5060.
+    pub target: String,
+    /// WAV file to send once answered (any rate; resampled to 8 kHz).
+    #[arg(long, value_name = "WAV")]
+    pub play: Option<PathBuf>,
+    /// DTMF digits to send, for example "1#".
+    #[arg(long, default_value = "")]
+    pub dtmf: String,
+    #[arg(long, value_enum, default_value = "rfc4733")]
+    pub dtmf_mode: DtmfModeArg,
+    /// Wait after the answer before the first digit.
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub dtmf_delay: Duration,
+    /// How long each digit lasts.
+    #[arg(long, value_parser = duration, default_value = "160ms")]
+    pub dtmf_duration: Duration,
+    /// Record what the far end sends (WAV, 8 kHz mono).
+    #[arg(long, value_name = "WAV")]
+    pub record: Option<PathBuf>,
+    /// Hang up this long after the answer.
+    #[arg(long, value_parser = duration, default_value = "20s")]
+    pub hangup_after: Duration,
+    /// The From URI.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Digest username for 401/407 challenges.
+    #[arg(long, requires = "password")]
+    pub username: Option<String>,
+    #[arg(long, requires = "username")]
+    pub password: Option<String>,
+    #[arg(long, value_enum, default_value = "pcmu")]
+    pub codec: CodecArg,
+    /// How long to wait for the call to be answered.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Local address to bind (default: chosen from the target).
+    #[arg(long, value_name = "IP")]
+    pub local_ip: Option<std::net::IpAddr>,
+    /// Print the summary as JSON (otherwise a short text report).
+    #[arg(long)]
+    pub json: bool,
+}
