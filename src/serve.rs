@@ -23,7 +23,7 @@ impl CallRouter for NoRoutes {
 
 fn router_for(cfg: &GatewayConfig) -> Arc<dyn CallRouter> {
     if cfg.demo.enabled {
-        Arc::new(voxgate_gateway::demo::DemoRouter::new(cfg))
+        Arc::new(voxgate_gateway::demo::DemoRouter::new(voxgate_gateway::demo::DemoConfig::default()))
     } else {
         Arc::new(NoRoutes)
     }
@@ -45,7 +45,14 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
     };
     tracing::info!("http listening on {}", http_server.local_addr());
 
-    let server = match sip::Server::start(cfg.clone(), router_for(&cfg)).await {
+    let sip_cfg = match cfg.sip_server_config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("bad configuration: {e}");
+            return exit::USAGE;
+        }
+    };
+    let server = match sip::Server::start(sip_cfg, router_for(&cfg)).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");

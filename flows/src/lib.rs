@@ -14,6 +14,9 @@
 //!   RFC 7807 errors, OpenAPI document).
 //! - [`driver`]: the thin async driver that runs the interpreter on a live
 //!   call handle, with type-ahead, digit collection and transfers.
+//! - [`demo`]: the demo tenant, flow and number seeded for `make run`.
+//! - [`router`]: the SIP routing hook: DID → tenant → pinned live flow
+//!   version, with the call record and its timeline saved at the end.
 //! - [`http_client`]: the HTTP client of `http` nodes, with SSRF-proof
 //!   name resolution.
 //! - [`live`]: the in-memory live table the SIP router reads on every
@@ -22,12 +25,14 @@
 //!   audit log are kept (the `Store` trait and its SQLite implementation).
 
 pub mod api;
+pub mod demo;
 pub mod driver;
 pub mod expr;
 pub mod http_client;
 pub mod interpreter;
 pub mod live;
 pub mod model;
+pub mod router;
 pub mod store;
 pub mod template;
 pub mod validate;

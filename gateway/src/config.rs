@@ -9,6 +9,7 @@
 //! file, and every error names the key it is about.
 
 pub mod env;
+mod server;
 mod types;
 #[cfg(test)]
 mod tests;
@@ -566,17 +567,12 @@ fn from_table(table: toml::Table) -> Result<GatewayConfig, ConfigError> {
     Ok(cfg)
 }
 
-/// serde reports an unknown field at its parent; name the field itself.
+/// serde_path_to_error's path already ends at an unknown key; say so
+/// plainly instead of listing every expected field.
 fn field_error(path: &str, message: String) -> ConfigError {
-    let parent = if path == "." || path.is_empty() { None } else { Some(path) };
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some(name) = rest.split('`').next() {
-            let key = match parent {
-                Some(p) => format!("{p}.{name}"),
-                None => name.to_owned(),
-            };
-            return ConfigError::Field { key, message: "unknown key".to_owned() };
-        }
+    let key = if path == "." || path.is_empty() { "config".to_owned() } else { path.to_owned() };
+    if message.starts_with("unknown field `") {
+        return ConfigError::Field { key, message: "unknown key".to_owned() };
     }
-    ConfigError::Field { key: parent.unwrap_or("config").to_owned(), message }
+    ConfigError::Field { key, message }
 }

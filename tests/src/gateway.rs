@@ -24,6 +24,12 @@ pub struct GatewayOptions {
     pub env: Vec<(String, String)>,
     /// Skip waiting for `GET /readyz` to answer 200.
     pub no_ready_wait: bool,
+    /// RTP ports instead of a 200-port block of 10000..30000.
+    pub rtp_ports: Option<(u16, u16)>,
+    /// `RUST_LOG` for the gateway; default `$VOXGATE_TEST_LOG` or `info`.
+    /// It must keep the `voxgate` target at info: the listen addresses are
+    /// read from its log.
+    pub log_filter: Option<String>,
 }
 
 #[derive(Default)]
@@ -58,7 +64,7 @@ impl Gateway {
         }
         let data_dir = TempDir::new("voxgate-e2e")?;
         let lock = PortBlockLock::acquire()?;
-        let (lo, hi) = lock.range();
+        let (lo, hi) = opts.rtp_ports.unwrap_or_else(|| lock.range());
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .args(["--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
@@ -70,7 +76,9 @@ impl Gateway {
             .env("NO_COLOR", "1")
             .env(
                 "RUST_LOG",
-                std::env::var("VOXGATE_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
+                opts.log_filter
+                    .clone()
+                    .unwrap_or_else(|| std::env::var("VOXGATE_TEST_LOG").unwrap_or_else(|_| "info".to_string())),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

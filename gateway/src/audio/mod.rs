@@ -19,7 +19,10 @@ impl AudioFrame {
 
     /// A frame of silence at `sample_rate`.
     pub fn silence(sample_rate: u32) -> Self {
-        Self { samples: vec![0; Self::samples_per_frame(sample_rate)], sample_rate }
+        Self {
+            samples: vec![0; Self::samples_per_frame(sample_rate)],
+            sample_rate,
+        }
     }
 }
 
@@ -39,17 +42,23 @@ mod wav;
 pub use pcm::PcmSource;
 pub use resample::{resample, resample_f32, ResampleError, Resampler, MAX_RATE, MIN_RATE};
 pub use tts::{
-    render_espeak, synthesize, CacheStats, SayConfig, SpeechCache, SpeechKey, TtsError, DEFAULT_CACHE_BYTES,
-    MAX_TEXT_CHARS, RATE_WPM_RANGE, SYNTHESIS_TIMEOUT,
+    render_espeak, synthesize, CacheStats, SayConfig, SpeechCache, SpeechKey, TtsError,
+    DEFAULT_CACHE_BYTES, MAX_TEXT_CHARS, RATE_WPM_RANGE, SYNTHESIS_TIMEOUT,
 };
-pub use wav::{decode_wav, fix_streamed_sizes, load_wav, write_wav, WavAudio, WavError, WavRecorder, MAX_WAV_SECONDS};
+pub use wav::{
+    decode_wav, fix_streamed_sizes, load_wav, write_wav, WavAudio, WavError, WavRecorder,
+    MAX_WAV_SECONDS,
+};
 
 use std::path::{Path, PathBuf};
 
 use crate::call::{CallError, PlaybackSource};
 
 fn audio_error(path: &Path, reason: impl std::fmt::Display) -> CallError {
-    CallError::Audio { path: path.to_path_buf(), reason: reason.to_string() }
+    CallError::Audio {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Loads a WAV file and converts it to mono 16-bit PCM at `sample_rate`.
@@ -78,7 +87,11 @@ pub async fn open_source(
                 .map_err(|_| audio_error(path, "the decoding task failed"))??;
             Ok(Box::new(PcmSource::new(samples, sample_rate)))
         }
-        PlaybackSource::Say { text, voice, rate_wpm } => {
+        PlaybackSource::Say {
+            text,
+            voice,
+            rate_wpm,
+        } => {
             let mut config = tts.clone();
             if let Some(voice) = voice {
                 config.voice = voice.clone();
@@ -89,10 +102,14 @@ pub async fn open_source(
             let samples = synthesize(text, &config, sample_rate, SpeechCache::global()).await?;
             Ok(Box::new(PcmSource::new(samples, sample_rate)))
         }
-        PlaybackSource::Pcm { samples, sample_rate: rate } if *rate == sample_rate => {
-            Ok(Box::new(PcmSource::new(samples.clone(), sample_rate)))
-        }
-        PlaybackSource::Pcm { samples, sample_rate: rate } => {
+        PlaybackSource::Pcm {
+            samples,
+            sample_rate: rate,
+        } if *rate == sample_rate => Ok(Box::new(PcmSource::new(samples.clone(), sample_rate))),
+        PlaybackSource::Pcm {
+            samples,
+            sample_rate: rate,
+        } => {
             let pcm_path = PathBuf::from("(in-memory PCM)");
             let (samples, from) = (samples.clone(), *rate);
             let out = tokio::task::spawn_blocking(move || resample(&samples, from, sample_rate))
@@ -118,19 +135,36 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("voxgate-open-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("prompt.wav");
-        let spec = hound::WavSpec { channels: 2, sample_rate: 44_100, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(&path, spec).expect("create");
         for i in 0..22_050 {
-            let v = (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 44_100.0).sin()) as i16;
+            let v =
+                (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 44_100.0).sin()) as i16;
             w.write_sample(v).expect("l");
             w.write_sample(v).expect("r");
         }
         w.finalize().expect("finalize");
-        let frames = drain(open_source(&PlaybackSource::Wav(path), 8_000, &SayConfig::default()).await.expect("open"));
+        let frames = drain(
+            open_source(&PlaybackSource::Wav(path), 8_000, &SayConfig::default())
+                .await
+                .expect("open"),
+        );
         // Half a second at 8 kHz: 25 frames of 160.
         assert_eq!(frames.len(), 25);
-        assert!(frames.iter().all(|f| f.samples.len() == 160 && f.sample_rate == 8_000));
-        let missing = open_source(&PlaybackSource::Wav(dir.join("nope.wav")), 8_000, &SayConfig::default()).await;
+        assert!(frames
+            .iter()
+            .all(|f| f.samples.len() == 160 && f.sample_rate == 8_000));
+        let missing = open_source(
+            &PlaybackSource::Wav(dir.join("nope.wav")),
+            8_000,
+            &SayConfig::default(),
+        )
+        .await;
         match missing {
             Err(CallError::Audio { path, reason }) => {
                 assert!(path.ends_with("nope.wav"));
@@ -145,24 +179,60 @@ mod tests {
     #[tokio::test]
     async fn open_pcm_at_other_rate() {
         let samples: Arc<[i16]> = Arc::from(vec![1000i16; 16_000]);
-        let src = PlaybackSource::Pcm { samples: samples.clone(), sample_rate: 16_000 };
-        let frames = drain(open_source(&src, 8_000, &SayConfig::default()).await.expect("open"));
+        let src = PlaybackSource::Pcm {
+            samples: samples.clone(),
+            sample_rate: 16_000,
+        };
+        let frames = drain(
+            open_source(&src, 8_000, &SayConfig::default())
+                .await
+                .expect("open"),
+        );
         assert_eq!(frames.len(), 50);
-        let same = PlaybackSource::Pcm { samples, sample_rate: 8_000 };
-        assert_eq!(drain(open_source(&same, 8_000, &SayConfig::default()).await.expect("open")).len(), 100);
+        let same = PlaybackSource::Pcm {
+            samples,
+            sample_rate: 8_000,
+        };
+        assert_eq!(
+            drain(
+                open_source(&same, 8_000, &SayConfig::default())
+                    .await
+                    .expect("open")
+            )
+            .len(),
+            100
+        );
     }
 
     #[tokio::test]
     async fn open_say_with_a_missing_binary_is_a_tts_error() {
-        let tts = SayConfig { binary: PathBuf::from("/nonexistent/espeak-ng"), ..SayConfig::default() };
-        let src = PlaybackSource::Say { text: "hello there".into(), voice: None, rate_wpm: None };
-        assert!(matches!(open_source(&src, 8_000, &tts).await, Err(CallError::Tts(_))));
+        let tts = SayConfig {
+            binary: PathBuf::from("/nonexistent/espeak-ng"),
+            ..SayConfig::default()
+        };
+        let src = PlaybackSource::Say {
+            text: "hello there".into(),
+            voice: None,
+            rate_wpm: None,
+        };
+        assert!(matches!(
+            open_source(&src, 8_000, &tts).await,
+            Err(CallError::Tts(_))
+        ));
     }
 
     #[tokio::test]
     async fn open_say_speaks() {
-        let src = PlaybackSource::Say { text: "Thank you for calling.".into(), voice: Some("en".into()), rate_wpm: Some(180) };
-        let frames = drain(open_source(&src, 8_000, &SayConfig::default()).await.expect("open"));
+        let src = PlaybackSource::Say {
+            text: "Thank you for calling.".into(),
+            voice: Some("en".into()),
+            rate_wpm: Some(180),
+        };
+        let frames = drain(
+            open_source(&src, 8_000, &SayConfig::default())
+                .await
+                .expect("open"),
+        );
         assert!(frames.len() > 25, "{} frames", frames.len());
     }
 }

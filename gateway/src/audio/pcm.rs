@@ -15,7 +15,11 @@ pub struct PcmSource {
 
 impl PcmSource {
     pub fn new(samples: impl Into<Arc<[i16]>>, sample_rate: u32) -> Self {
-        Self { samples: samples.into(), sample_rate, position: 0 }
+        Self {
+            samples: samples.into(),
+            sample_rate,
+            position: 0,
+        }
     }
 
     /// Samples not yet played.
@@ -48,7 +52,10 @@ impl FrameSource for PcmSource {
         let mut samples = self.samples[self.position..end].to_vec();
         samples.resize(n, 0);
         self.position = end;
-        Some(AudioFrame { samples, sample_rate: self.sample_rate })
+        Some(AudioFrame {
+            samples,
+            sample_rate: self.sample_rate,
+        })
     }
 }
 

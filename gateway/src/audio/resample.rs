@@ -118,7 +118,11 @@ impl Resampler {
             .map_err(|source| ResampleError::Construction { from, to, source })?;
             let chunk_in = fft.input_frames_next();
             let out_buf = vec![0.0; fft.output_frames_max()];
-            Some(Engine { fft, chunk_in, out_buf })
+            Some(Engine {
+                fft,
+                chunk_in,
+                out_buf,
+            })
         };
         let to_trim = engine.as_ref().map_or(0, |e| e.fft.output_delay());
         Ok(Self {
@@ -157,7 +161,11 @@ impl Resampler {
         self.push_with(samples.len(), samples.iter().copied())
     }
 
-    fn push_with(&mut self, n: usize, samples: impl Iterator<Item = f32>) -> Result<(), ResampleError> {
+    fn push_with(
+        &mut self,
+        n: usize,
+        samples: impl Iterator<Item = f32>,
+    ) -> Result<(), ResampleError> {
         if self.finished {
             // A finished stream has been padded and truncated to its exact
             // length; more input would be misaligned, so start afresh.
@@ -181,15 +189,21 @@ impl Resampler {
         let Some(chunk_in) = self.engine.as_ref().map(|e| e.chunk_in) else {
             return Ok(());
         };
+        // Moved out for the loop so chunks are borrowed, not copied.
+        let mut pending = std::mem::take(&mut self.pending);
         let mut start = 0;
-        while self.pending.len() - start >= chunk_in {
+        let mut result = Ok(());
+        while pending.len() - start >= chunk_in {
             let end = start + chunk_in;
-            let chunk: Vec<f32> = self.pending[start..end].to_vec();
-            self.run_chunk(&chunk, None)?;
+            result = self.run_chunk(&pending[start..end], None);
+            if result.is_err() {
+                break;
+            }
             start = end;
         }
-        self.pending.drain(..start);
-        Ok(())
+        pending.drain(..start);
+        self.pending = pending;
+        result
     }
 
     /// Runs one chunk through rubato; `partial` is the number of real
@@ -205,7 +219,10 @@ impl Resampler {
         let out_len = engine.out_buf.len();
         let mut output = SequentialSlice::new_mut(&mut engine.out_buf[..], 1, out_len)?;
         let indexing = partial.map(|p| rubato::Indexing::new().partial_len(p));
-        let (_, written) = engine.fft.process_into_buffer(&input, &mut output, indexing.as_ref())?;
+        let (_, written) =
+            engine
+                .fft
+                .process_into_buffer(&input, &mut output, indexing.as_ref())?;
         let mut produced = &engine.out_buf[..written];
         if self.to_trim > 0 {
             let drop = self.to_trim.min(produced.len());
@@ -243,12 +260,17 @@ impl Resampler {
             // Each flush chunk yields a whole block of output, so this loop
             // runs at most a few times (the delay is half a block).
             while self.produced < expected {
+                let before = self.produced;
                 self.run_chunk(&silence, Some(0))?;
+                if self.produced == before {
+                    // Cannot happen with fixed-size output; never spin.
+                    break;
+                }
             }
-            let excess = (self.produced - expected) as usize;
+            let excess = self.produced.saturating_sub(expected) as usize;
             let keep = self.output.len().saturating_sub(excess);
             self.output.truncate(keep);
-            self.produced = expected;
+            self.produced = self.produced.min(expected);
         }
         self.finished = true;
         Ok(())
@@ -287,7 +309,10 @@ impl Resampler {
         let take = n.min(self.output.len());
         let mut samples: Vec<i16> = self.output.drain(..take).collect();
         samples.resize(n, 0);
-        Some(AudioFrame { samples, sample_rate: self.to })
+        Some(AudioFrame {
+            samples,
+            sample_rate: self.to,
+        })
     }
 
     /// Takes every queued output sample, unframed.
@@ -370,7 +395,11 @@ pub(crate) mod tests {
         assert!(goertzel_ratio(&out[800..7200], 8_000, 1000.0) > 0.9);
         assert!(goertzel_ratio(&out[800..7200], 8_000, 1500.0) < 0.01);
         // Level preserved (no gain or loss beyond a dB or so).
-        let peak = out[800..7200].iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        let peak = out[800..7200]
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap_or(0);
         assert!((14_000..=18_500).contains(&peak), "peak {peak}");
     }
 
@@ -385,7 +414,13 @@ pub(crate) mod tests {
 
     #[test]
     fn streaming_frames_are_exact_and_match_rate() {
-        for (from, to) in [(8_000, 16_000), (22_050, 8_000), (24_000, 8_000), (16_000, 8_000), (11_025, 8_000)] {
+        for (from, to) in [
+            (8_000, 16_000),
+            (22_050, 8_000),
+            (24_000, 8_000),
+            (16_000, 8_000),
+            (11_025, 8_000),
+        ] {
             let mut r = Resampler::new(from, to).expect("new");
             let in_frame = AudioFrame::samples_per_frame(from);
             let input = sine(440.0, from, in_frame * 50, 0.3);
@@ -401,12 +436,20 @@ pub(crate) mod tests {
                 frames.push(f);
             }
             let out_frame = AudioFrame::samples_per_frame(to);
-            assert!(frames.iter().all(|f| f.samples.len() == out_frame && f.sample_rate == to));
+            assert!(frames
+                .iter()
+                .all(|f| f.samples.len() == out_frame && f.sample_rate == to));
             // One second in, one second out (to within one frame).
             let total = frames.len() * out_frame;
             let expected = input.len() * to as usize / from as usize;
-            assert!(total.abs_diff(expected) <= out_frame, "{from}->{to}: {total} vs {expected}");
-            let all: Vec<i16> = frames.iter().flat_map(|f| f.samples.iter().copied()).collect();
+            assert!(
+                total.abs_diff(expected) <= out_frame,
+                "{from}->{to}: {total} vs {expected}"
+            );
+            let all: Vec<i16> = frames
+                .iter()
+                .flat_map(|f| f.samples.iter().copied())
+                .collect();
             let f = zero_crossing_freq(&all[..expected], to);
             assert!((f - 440.0).abs() < 2.0, "{from}->{to}: {f} Hz");
         }
@@ -425,7 +468,10 @@ pub(crate) mod tests {
                 break;
             }
         }
-        assert!(got.is_some() && pushed <= 3, "first frame after {pushed} input frames");
+        assert!(
+            got.is_some() && pushed <= 3,
+            "first frame after {pushed} input frames"
+        );
     }
 
     #[test]
@@ -443,8 +489,14 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_absurd_rates() {
-        assert!(matches!(Resampler::new(0, 8_000), Err(ResampleError::UnsupportedRate(0))));
-        assert!(matches!(Resampler::new(8_000, 1_000_000), Err(ResampleError::UnsupportedRate(_))));
+        assert!(matches!(
+            Resampler::new(0, 8_000),
+            Err(ResampleError::UnsupportedRate(0))
+        ));
+        assert!(matches!(
+            Resampler::new(8_000, 1_000_000),
+            Err(ResampleError::UnsupportedRate(_))
+        ));
     }
 
     #[test]

@@ -44,7 +44,12 @@ pub struct SayConfig {
 
 impl Default for SayConfig {
     fn default() -> Self {
-        Self { voice: "en-us".to_owned(), rate_wpm: 160, pitch: 50, binary: PathBuf::from("espeak-ng") }
+        Self {
+            voice: "en-us".to_owned(),
+            rate_wpm: 160,
+            pitch: 50,
+            binary: PathBuf::from("espeak-ng"),
+        }
     }
 }
 
@@ -88,7 +93,9 @@ fn check_voice(voice: &str) -> Result<(), TtsError> {
         && voice.len() <= 64
         && !voice.starts_with(['-', '/'])
         && !voice.contains("..")
-        && voice.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '/'));
+        && voice
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '/'));
     if ok {
         Ok(())
     } else {
@@ -147,7 +154,10 @@ pub struct SpeechCache {
 
 impl SpeechCache {
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes, inner: Mutex::new(CacheInner::default()) }
+        Self {
+            max_bytes,
+            inner: Mutex::new(CacheInner::default()),
+        }
     }
 
     /// The process-wide cache [`super::open_source`] uses.
@@ -159,7 +169,9 @@ impl SpeechCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
         // The inner state stays consistent at every await-free step, so a
         // panic elsewhere while holding the lock leaves nothing half done.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn get(&self, key: &SpeechKey) -> Option<Arc<[i16]>> {
@@ -192,7 +204,12 @@ impl SpeechCache {
             inner.bytes -= old.cost;
         }
         while inner.bytes + cost > self.max_bytes {
-            let Some(oldest) = inner.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else {
+            let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            else {
                 break;
             };
             if let Some(e) = inner.entries.remove(&oldest) {
@@ -200,12 +217,24 @@ impl SpeechCache {
             }
         }
         inner.bytes += cost;
-        inner.entries.insert(key, Entry { samples, cost, last_used: tick });
+        inner.entries.insert(
+            key,
+            Entry {
+                samples,
+                cost,
+                last_used: tick,
+            },
+        );
     }
 
     pub fn stats(&self) -> CacheStats {
         let inner = self.lock();
-        CacheStats { hits: inner.hits, misses: inner.misses, entries: inner.entries.len(), bytes: inner.bytes }
+        CacheStats {
+            hits: inner.hits,
+            misses: inner.misses,
+            entries: inner.entries.len(),
+            bytes: inner.bytes,
+        }
     }
 }
 
@@ -216,7 +245,9 @@ pub async fn render_espeak(text: &str, config: &SayConfig) -> Result<(Vec<f32>, 
     if chars > MAX_TEXT_CHARS {
         return Err(TtsError::TextTooLong { chars });
     }
-    let rate = config.rate_wpm.clamp(*RATE_WPM_RANGE.start(), *RATE_WPM_RANGE.end());
+    let rate = config
+        .rate_wpm
+        .clamp(*RATE_WPM_RANGE.start(), *RATE_WPM_RANGE.end());
     let pitch = config.pitch.min(99);
     let mut cmd = tokio::process::Command::new(&config.binary);
     cmd.arg("--stdout")
@@ -234,18 +265,32 @@ pub async fn render_espeak(text: &str, config: &SayConfig) -> Result<(Vec<f32>, 
         .kill_on_drop(true);
     let child = cmd.spawn().map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            TtsError::BinaryNotFound { binary: config.binary.clone() }
+            TtsError::BinaryNotFound {
+                binary: config.binary.clone(),
+            }
         } else {
-            TtsError::Spawn { binary: config.binary.clone(), source }
+            TtsError::Spawn {
+                binary: config.binary.clone(),
+                source,
+            }
         }
     })?;
     let output = tokio::time::timeout(SYNTHESIS_TIMEOUT, child.wait_with_output())
         .await
         .map_err(|_| TtsError::Timeout)?
-        .map_err(|source| TtsError::Spawn { binary: config.binary.clone(), source })?;
+        .map_err(|source| TtsError::Spawn {
+            binary: config.binary.clone(),
+            source,
+        })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr).chars().take(400).collect::<String>();
-        return Err(TtsError::Failed { status: output.status.code(), stderr: stderr.trim().to_owned() });
+        let stderr = String::from_utf8_lossy(&output.stderr)
+            .chars()
+            .take(400)
+            .collect::<String>();
+        return Err(TtsError::Failed {
+            status: output.status.code(),
+            stderr: stderr.trim().to_owned(),
+        });
     }
     let mut wav = output.stdout;
     fix_streamed_sizes(&mut wav);
@@ -288,7 +333,13 @@ mod tests {
     use super::*;
 
     fn key(text: &str, rate: u32) -> SpeechKey {
-        SpeechKey { voice: "en".into(), rate_wpm: 160, pitch: 50, text: text.into(), sample_rate: rate }
+        SpeechKey {
+            voice: "en".into(),
+            rate_wpm: 160,
+            pitch: 50,
+            text: text.into(),
+            sample_rate: rate,
+        }
     }
 
     #[test]
@@ -324,14 +375,22 @@ mod tests {
 
     #[tokio::test]
     async fn missing_binary_is_a_typed_error() {
-        let config = SayConfig { binary: PathBuf::from("/nonexistent/espeak-ng-voxgate"), ..SayConfig::default() };
-        let err = render_espeak("hello", &config).await.expect_err("must fail");
+        let config = SayConfig {
+            binary: PathBuf::from("/nonexistent/espeak-ng-voxgate"),
+            ..SayConfig::default()
+        };
+        let err = render_espeak("hello", &config)
+            .await
+            .expect_err("must fail");
         assert!(matches!(err, TtsError::BinaryNotFound { .. }), "{err}");
         assert!(matches!(CallError::from(err), CallError::Tts(_)));
     }
 
     fn espeak_available() -> bool {
-        std::process::Command::new("espeak-ng").arg("--version").output().is_ok()
+        std::process::Command::new("espeak-ng")
+            .arg("--version")
+            .output()
+            .is_ok()
     }
 
     #[tokio::test]
@@ -342,19 +401,30 @@ mod tests {
         let cache = SpeechCache::new(4 * 1024 * 1024);
         let config = SayConfig::default();
         let text = "Welcome to voxgate. Please press one for sales.";
-        let a = synthesize(text, &config, 8_000, &cache).await.expect("synthesize");
+        let a = synthesize(text, &config, 8_000, &cache)
+            .await
+            .expect("synthesize");
         // About 8 words at 160 wpm: some 2.5 to 5 seconds with pauses.
         let seconds = a.len() as f64 / 8_000.0;
         assert!((1.5..8.0).contains(&seconds), "{seconds} s");
         let peak = a.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
         assert!(peak > 3_000, "speech too quiet: peak {peak}");
         assert_eq!(cache.stats().misses, 1);
-        let b = synthesize(text, &config, 8_000, &cache).await.expect("cached");
+        let b = synthesize(text, &config, 8_000, &cache)
+            .await
+            .expect("cached");
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(cache.stats().hits, 1);
         // Rate is right: the same text at 16 kHz is twice the samples.
-        let c = synthesize(text, &config, 16_000, &cache).await.expect("16k");
-        assert!((c.len() as f64 / a.len() as f64 - 2.0).abs() < 0.01, "{} vs {}", c.len(), a.len());
+        let c = synthesize(text, &config, 16_000, &cache)
+            .await
+            .expect("16k");
+        assert!(
+            (c.len() as f64 / a.len() as f64 - 2.0).abs() < 0.01,
+            "{} vs {}",
+            c.len(),
+            a.len()
+        );
         assert_eq!(cache.stats().misses, 2);
     }
 
@@ -364,7 +434,9 @@ mod tests {
             panic!("espeak-ng is not installed: apt-get install -y espeak-ng");
         }
         let cache = SpeechCache::new(1024 * 1024);
-        let pcm = synthesize("--version -w /tmp/x", &SayConfig::default(), 8_000, &cache).await.expect("spoken");
+        let pcm = synthesize("--version -w /tmp/x", &SayConfig::default(), 8_000, &cache)
+            .await
+            .expect("spoken");
         assert!(pcm.len() > 8_000 / 2, "only {} samples", pcm.len());
     }
 
@@ -373,15 +445,23 @@ mod tests {
         if !espeak_available() {
             panic!("espeak-ng is not installed: apt-get install -y espeak-ng");
         }
-        let (samples, rate) = render_espeak("one two three", &SayConfig::default()).await.expect("render");
+        let (samples, rate) = render_espeak("one two three", &SayConfig::default())
+            .await
+            .expect("render");
         assert_eq!(rate, 22_050);
         assert!(!samples.is_empty());
     }
 
     #[tokio::test]
     async fn blank_text_is_silence_without_a_process() {
-        let config = SayConfig { binary: PathBuf::from("/nonexistent/espeak"), ..SayConfig::default() };
+        let config = SayConfig {
+            binary: PathBuf::from("/nonexistent/espeak"),
+            ..SayConfig::default()
+        };
         let cache = SpeechCache::new(1024);
-        assert!(synthesize("   ", &config, 8_000, &cache).await.expect("blank").is_empty());
+        assert!(synthesize("   ", &config, 8_000, &cache)
+            .await
+            .expect("blank")
+            .is_empty());
     }
 }

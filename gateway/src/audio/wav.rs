@@ -48,14 +48,16 @@ impl From<hound::Error> for WavError {
     fn from(e: hound::Error) -> Self {
         match e {
             hound::Error::IoError(io) => WavError::from_io(io),
-            hound::Error::FormatError(m @ ("no RIFF tag found" | "no WAVE tag found")) => WavError::NotWav(m),
-            hound::Error::FormatError(m @ ("bits per sample is not 8 or 16" | "bits per sample is not 32")) => {
-                WavError::Unsupported(m)
+            hound::Error::FormatError(m @ ("no RIFF tag found" | "no WAVE tag found")) => {
+                WavError::NotWav(m)
             }
+            hound::Error::FormatError(
+                m @ ("bits per sample is not 8 or 16" | "bits per sample is not 32"),
+            ) => WavError::Unsupported(m),
             hound::Error::FormatError(m) => WavError::Malformed(m),
-            hound::Error::Unsupported => {
-                WavError::Unsupported("compressed or unknown encoding (only PCM and IEEE float are read)")
-            }
+            hound::Error::Unsupported => WavError::Unsupported(
+                "compressed or unknown encoding (only PCM and IEEE float are read)",
+            ),
             hound::Error::TooWide | hound::Error::InvalidSampleFormat => {
                 WavError::Unsupported("sample width not supported")
             }
@@ -88,7 +90,10 @@ pub struct WavAudio {
 /// `spawn_blocking` in async code.
 pub fn load_wav(path: &Path) -> Result<WavAudio, WavError> {
     let mut bytes = Vec::new();
-    File::open(path).map_err(WavError::from_io)?.read_to_end(&mut bytes).map_err(WavError::from_io)?;
+    File::open(path)
+        .map_err(WavError::from_io)?
+        .read_to_end(&mut bytes)
+        .map_err(WavError::from_io)?;
     decode_wav(&bytes)
 }
 
@@ -109,7 +114,10 @@ pub fn decode_wav(bytes: &[u8]) -> Result<WavAudio, WavError> {
     }
     let channels = spec.channels as usize;
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader.into_samples::<f32>().collect::<Result<_, _>>().map_err(decode_error)?,
+        (hound::SampleFormat::Float, 32) => reader
+            .into_samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(decode_error)?,
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f64;
             reader
@@ -118,14 +126,23 @@ pub fn decode_wav(bytes: &[u8]) -> Result<WavAudio, WavError> {
                 .collect::<Result<_, _>>()
                 .map_err(decode_error)?
         }
-        (hound::SampleFormat::Float, _) => return Err(WavError::Unsupported("float samples other than 32-bit")),
-        (hound::SampleFormat::Int, _) => return Err(WavError::Unsupported("integer samples other than 8/16/24/32-bit")),
+        (hound::SampleFormat::Float, _) => {
+            return Err(WavError::Unsupported("float samples other than 32-bit"))
+        }
+        (hound::SampleFormat::Int, _) => {
+            return Err(WavError::Unsupported(
+                "integer samples other than 8/16/24/32-bit",
+            ))
+        }
     };
     let samples = if channels == 1 {
         interleaved
     } else {
         let inv = 1.0 / channels as f32;
-        interleaved.chunks_exact(channels).map(|frame| frame.iter().sum::<f32>() * inv).collect()
+        interleaved
+            .chunks_exact(channels)
+            .map(|frame| frame.iter().sum::<f32>() * inv)
+            .collect()
     };
     Ok(WavAudio {
         samples,
@@ -157,7 +174,8 @@ pub fn fix_streamed_sizes(bytes: &mut [u8]) {
         let len = le_u32(bytes, pos + 4) as usize;
         let body = pos + 8;
         if &id == b"fmt " && body + 14 <= bytes.len() {
-            block_align = (u16::from_le_bytes([bytes[body + 12], bytes[body + 13]]) as usize).max(1);
+            block_align =
+                (u16::from_le_bytes([bytes[body + 12], bytes[body + 13]]) as usize).max(1);
         }
         if &id == b"data" {
             let available = bytes.len() - body;
@@ -178,7 +196,12 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// The WAV format of recordings: 16-bit mono PCM.
 fn recording_spec(sample_rate: u32) -> hound::WavSpec {
-    hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int }
+    hound::WavSpec {
+        channels: 1,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    }
 }
 
 /// Writes a recording as 16-bit mono WAV, frame by frame. Blocking I/O.
@@ -199,7 +222,11 @@ impl WavRecorder {
         }
         let file = File::create(path).map_err(WavError::from_io)?;
         let writer = hound::WavWriter::new(BufWriter::new(file), recording_spec(sample_rate))?;
-        Ok(Self { writer, sample_rate, samples: 0 })
+        Ok(Self {
+            writer,
+            sample_rate,
+            samples: 0,
+        })
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -224,7 +251,10 @@ impl WavRecorder {
     /// Appends a frame; its rate must be the recording's.
     pub fn write_frame(&mut self, frame: &AudioFrame) -> Result<(), WavError> {
         if frame.sample_rate != self.sample_rate {
-            return Err(WavError::RateMismatch { expected: self.sample_rate, got: frame.sample_rate });
+            return Err(WavError::RateMismatch {
+                expected: self.sample_rate,
+                got: frame.sample_rate,
+            });
         }
         self.write_samples(&frame.samples)
     }
@@ -260,7 +290,11 @@ mod tests {
             channels,
             sample_rate: rate,
             bits_per_sample: bits,
-            sample_format: if float { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
+            sample_format: if float {
+                hound::SampleFormat::Float
+            } else {
+                hound::SampleFormat::Int
+            },
         };
         let mut w = hound::WavWriter::create(path, spec).expect("create");
         for i in 0..rate {
@@ -286,8 +320,15 @@ mod tests {
     #[test]
     fn decodes_every_supported_format() {
         let dir = temp_dir("formats");
-        let cases = [(1, 8_000, 8, false), (1, 16_000, 16, false), (2, 44_100, 16, false), (1, 48_000, 24, false),
-            (2, 22_050, 32, false), (1, 11_025, 32, true), (2, 96_000, 32, true)];
+        let cases = [
+            (1, 8_000, 8, false),
+            (1, 16_000, 16, false),
+            (2, 44_100, 16, false),
+            (1, 48_000, 24, false),
+            (2, 22_050, 32, false),
+            (1, 11_025, 32, true),
+            (2, 96_000, 32, true),
+        ];
         for (channels, rate, bits, float) in cases {
             let path = dir.join(format!("t-{channels}-{rate}-{bits}-{float}.wav"));
             write_test_file(&path, channels, rate, bits, float);
@@ -309,7 +350,10 @@ mod tests {
     #[test]
     fn typed_errors() {
         let dir = temp_dir("errors");
-        assert!(matches!(load_wav(&dir.join("absent.wav")), Err(WavError::NotFound)));
+        assert!(matches!(
+            load_wav(&dir.join("absent.wav")),
+            Err(WavError::NotFound)
+        ));
         let text = dir.join("text.wav");
         std::fs::write(&text, b"this is not audio at all, just some text").expect("write");
         assert!(matches!(load_wav(&text), Err(WavError::NotWav(_))));
@@ -333,7 +377,11 @@ mod tests {
         alaw.extend_from_slice(b"data");
         alaw.extend_from_slice(&4u32.to_le_bytes());
         alaw.extend_from_slice(&[0xd5; 4]);
-        assert!(matches!(decode_wav(&alaw), Err(WavError::Unsupported(_))), "{:?}", decode_wav(&alaw));
+        assert!(
+            matches!(decode_wav(&alaw), Err(WavError::Unsupported(_))),
+            "{:?}",
+            decode_wav(&alaw)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -342,15 +390,24 @@ mod tests {
         let dir = temp_dir("rec");
         let path = dir.join("rec.wav");
         let mut rec = WavRecorder::create(&path, 8_000).expect("create");
-        let frame = AudioFrame { samples: (0..160).map(|i| (i * 100) as i16).collect(), sample_rate: 8_000 };
+        let frame = AudioFrame {
+            samples: (0..160).map(|i| (i * 100) as i16).collect(),
+            sample_rate: 8_000,
+        };
         rec.write_frame(&frame).expect("write");
         rec.write_frame(&frame).expect("write");
-        assert!(matches!(rec.write_frame(&AudioFrame::silence(16_000)), Err(WavError::RateMismatch { .. })));
+        assert!(matches!(
+            rec.write_frame(&AudioFrame::silence(16_000)),
+            Err(WavError::RateMismatch { .. })
+        ));
         assert_eq!(rec.samples_written(), 320);
         rec.finalize().expect("finalize");
         let reader = hound::WavReader::open(&path).expect("open");
         assert_eq!(reader.spec(), recording_spec(8_000));
-        let samples: Vec<i16> = reader.into_samples::<i16>().collect::<Result<_, _>>().expect("read");
+        let samples: Vec<i16> = reader
+            .into_samples::<i16>()
+            .collect::<Result<_, _>>()
+            .expect("read");
         assert_eq!(samples.len(), 320);
         assert_eq!(&samples[..160], &frame.samples[..]);
         let _ = std::fs::remove_dir_all(&dir);
@@ -360,7 +417,8 @@ mod tests {
     fn streamed_header_is_repaired() {
         let mut bytes = Vec::new();
         {
-            let mut w = hound::WavWriter::new(Cursor::new(&mut bytes), recording_spec(22_050)).expect("new");
+            let mut w = hound::WavWriter::new(Cursor::new(&mut bytes), recording_spec(22_050))
+                .expect("new");
             for i in 0..1000 {
                 w.write_sample(i as i16).expect("write");
             }

@@ -32,8 +32,9 @@
 //!    gives the port back.
 //!
 //! Every method is non-blocking: it queues a command to the driver.
-//! Only `ptime_ms == 20` is supported for sending; received packets of any
-//! packet time are played, at one packet per 20 ms.
+//! Only `ptime_ms == 20` is supported, both ways: the jitter buffer plays
+//! one packet per 20 ms, so a peer sending 30 ms packets would be played
+//! too slowly and trimmed by overflow drops (not done: re-chunking).
 
 mod bridge;
 mod driver;

@@ -9,7 +9,8 @@ use rtc_sdp::SessionDescription;
 
 use super::remote::{RemoteMedia, RemoteSdp};
 use super::{
-    Direction, LocalMedia, NegotiatedMedia, SdpError, PTIME_RANGE_MS, TELEPHONE_EVENT_FMTP, TELEPHONE_EVENT_PT,
+    Direction, LocalMedia, NegotiatedMedia, SdpError, PTIME_RANGE_MS, TELEPHONE_EVENT_FMTP,
+    TELEPHONE_EVENT_PT,
 };
 use crate::codec::Codec;
 
@@ -43,9 +44,19 @@ fn base_session(address: IpAddr) -> SessionDescription {
         connection_information: Some(ConnectionInformation {
             network_type: "IN".to_owned(),
             address_type: address_type(address).to_owned(),
-            address: Some(Address { address: address.to_string(), ttl: None, range: None }),
+            address: Some(Address {
+                address: address.to_string(),
+                ttl: None,
+                range: None,
+            }),
         }),
-        time_descriptions: vec![TimeDescription { timing: Timing { start_time: 0, stop_time: 0 }, repeat_times: vec![] }],
+        time_descriptions: vec![TimeDescription {
+            timing: Timing {
+                start_time: 0,
+                stop_time: 0,
+            },
+            repeat_times: vec![],
+        }],
         ..SessionDescription::default()
     }
 }
@@ -91,10 +102,21 @@ fn value_attr(key: &str, value: String) -> Attribute {
 
 fn audio_media(line: &AudioLine, extra_codecs: &[Codec]) -> MediaDescription {
     let mut formats = vec![line.payload_type.to_string()];
-    let mut attributes = vec![value_attr("rtpmap", format!("{} {}/{}", line.payload_type, line.codec.name(), line.codec.clock_rate()))];
+    let mut attributes = vec![value_attr(
+        "rtpmap",
+        format!(
+            "{} {}/{}",
+            line.payload_type,
+            line.codec.name(),
+            line.codec.clock_rate()
+        ),
+    )];
     for c in extra_codecs {
         formats.push(c.payload_type().to_string());
-        attributes.push(value_attr("rtpmap", format!("{} {}/{}", c.payload_type(), c.name(), c.clock_rate())));
+        attributes.push(value_attr(
+            "rtpmap",
+            format!("{} {}/{}", c.payload_type(), c.name(), c.clock_rate()),
+        ));
     }
     if let Some((pt, fmtp)) = &line.telephone_event {
         formats.push(pt.to_string());
@@ -106,7 +128,10 @@ fn audio_media(line: &AudioLine, extra_codecs: &[Codec]) -> MediaDescription {
     MediaDescription {
         media_name: MediaName {
             media: "audio".to_owned(),
-            port: RangedPort { value: line.port as isize, range: None },
+            port: RangedPort {
+                value: line.port as isize,
+                range: None,
+            },
             protos: line.proto.split('/').map(str::to_owned).collect(),
             formats,
         },
@@ -117,11 +142,18 @@ fn audio_media(line: &AudioLine, extra_codecs: &[Codec]) -> MediaDescription {
 
 /// An m-line we do not take: same media, transport and formats, port 0.
 fn rejected_media(m: &RemoteMedia) -> MediaDescription {
-    let formats = if m.formats.is_empty() { vec!["0".to_owned()] } else { m.formats.clone() };
+    let formats = if m.formats.is_empty() {
+        vec!["0".to_owned()]
+    } else {
+        m.formats.clone()
+    };
     MediaDescription {
         media_name: MediaName {
             media: m.kind.clone(),
-            port: RangedPort { value: 0, range: None },
+            port: RangedPort {
+                value: 0,
+                range: None,
+            },
             protos: m.proto.split('/').map(str::to_owned).collect(),
             formats,
         },
@@ -131,7 +163,8 @@ fn rejected_media(m: &RemoteMedia) -> MediaDescription {
 
 /// The first payload type, in the sender's order, of a codec we support.
 fn first_common_codec(m: &RemoteMedia, ours: &[Codec]) -> Option<(Codec, u8)> {
-    m.payload_types().find_map(|pt| m.codec_of(pt).filter(|c| ours.contains(c)).map(|c| (c, pt)))
+    m.payload_types()
+        .find_map(|pt| m.codec_of(pt).filter(|c| ours.contains(c)).map(|c| (c, pt)))
 }
 
 /// Directions and hold as seen from our side of `m`, given the most we
@@ -148,7 +181,10 @@ fn directions(m: &RemoteMedia, ip: IpAddr, ours_at_most: Direction) -> (Directio
 }
 
 /// The answer to `remote`, and what it settles.
-pub(super) fn answer(remote: &RemoteSdp, local: &LocalMedia) -> Result<(SessionDescription, NegotiatedMedia), SdpError> {
+pub(super) fn answer(
+    remote: &RemoteSdp,
+    local: &LocalMedia,
+) -> Result<(SessionDescription, NegotiatedMedia), SdpError> {
     let ours = local_codecs(local);
     let chosen = remote.media.iter().enumerate().find_map(|(index, m)| {
         let usable = m.kind.eq_ignore_ascii_case("audio") && m.port != 0 && m.is_plain_rtp();
@@ -161,7 +197,11 @@ pub(super) fn answer(remote: &RemoteSdp, local: &LocalMedia) -> Result<(SessionD
     let ip = m.connection.ok_or(SdpError::MissingConnection { index })?;
     let telephone_event = if local.telephone_event {
         m.telephone_event_pt().map(|pt| {
-            let fmtp = m.fmtps.get(&pt).cloned().unwrap_or_else(|| TELEPHONE_EVENT_FMTP.to_owned());
+            let fmtp = m
+                .fmtps
+                .get(&pt)
+                .cloned()
+                .unwrap_or_else(|| TELEPHONE_EVENT_FMTP.to_owned());
             (pt, fmtp)
         })
     } else {
@@ -180,7 +220,11 @@ pub(super) fn answer(remote: &RemoteSdp, local: &LocalMedia) -> Result<(SessionD
     };
     let mut desc = base_session(local.address);
     for (i, other) in remote.media.iter().enumerate() {
-        desc.media_descriptions.push(if i == index { audio_media(&line, &[]) } else { rejected_media(other) });
+        desc.media_descriptions.push(if i == index {
+            audio_media(&line, &[])
+        } else {
+            rejected_media(other)
+        });
     }
     let negotiated = NegotiatedMedia {
         remote: SocketAddr::new(ip, m.port),
@@ -205,8 +249,14 @@ pub(super) fn offer(local: &LocalMedia, direction: Direction) -> SessionDescript
         proto: "RTP/AVP".to_owned(),
         codec: first,
         payload_type: first.payload_type(),
-        telephone_event: local.telephone_event.then(|| (TELEPHONE_EVENT_PT, TELEPHONE_EVENT_FMTP.to_owned())),
-        ptime_ms: if valid_ptime(local.ptime_ms) { local.ptime_ms } else { 20 },
+        telephone_event: local
+            .telephone_event
+            .then(|| (TELEPHONE_EVENT_PT, TELEPHONE_EVENT_FMTP.to_owned())),
+        ptime_ms: if valid_ptime(local.ptime_ms) {
+            local.ptime_ms
+        } else {
+            20
+        },
         direction,
     };
     let mut desc = base_session(local.address);
@@ -216,17 +266,31 @@ pub(super) fn offer(local: &LocalMedia, direction: Direction) -> SessionDescript
 
 /// What the answer to our offer (made from `local` with `offered`
 /// direction) settles.
-pub(super) fn accept(remote: &RemoteSdp, local: &LocalMedia, offered: Direction) -> Result<NegotiatedMedia, SdpError> {
+pub(super) fn accept(
+    remote: &RemoteSdp,
+    local: &LocalMedia,
+    offered: Direction,
+) -> Result<NegotiatedMedia, SdpError> {
     if remote.media.len() != 1 {
-        return Err(SdpError::MediaCountMismatch { offered: 1, answered: remote.media.len() });
+        return Err(SdpError::MediaCountMismatch {
+            offered: 1,
+            answered: remote.media.len(),
+        });
     }
     let m = &remote.media[0];
     if !m.kind.eq_ignore_ascii_case("audio") || m.port == 0 {
         return Err(SdpError::NoCommonCodec);
     }
-    let (codec, payload_type) = first_common_codec(m, &local_codecs(local)).ok_or(SdpError::NoCommonCodec)?;
-    let ip = m.connection.ok_or(SdpError::MissingConnection { index: 0 })?;
-    let dtmf_payload_type = if local.telephone_event { m.telephone_event_pt() } else { None };
+    let (codec, payload_type) =
+        first_common_codec(m, &local_codecs(local)).ok_or(SdpError::NoCommonCodec)?;
+    let ip = m
+        .connection
+        .ok_or(SdpError::MissingConnection { index: 0 })?;
+    let dtmf_payload_type = if local.telephone_event {
+        m.telephone_event_pt()
+    } else {
+        None
+    };
     let ptime_ms = negotiate_ptime(m.ptime_ms, m.maxptime_ms, local.ptime_ms);
     let (direction, on_hold) = directions(m, ip, offered);
     Ok(NegotiatedMedia {

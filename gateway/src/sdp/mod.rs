@@ -60,7 +60,13 @@ pub struct LocalMedia {
 impl LocalMedia {
     /// PCMU and PCMA, telephone-event, 20 ms.
     pub fn new(address: IpAddr, port: u16) -> Self {
-        Self { address, port, codecs: vec![Codec::Pcmu, Codec::Pcma], telephone_event: true, ptime_ms: 20 }
+        Self {
+            address,
+            port,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            telephone_event: true,
+            ptime_ms: 20,
+        }
     }
 }
 
@@ -115,7 +121,10 @@ impl Direction {
 
     /// The direction that does only what both allow.
     pub const fn intersect(self, other: Direction) -> Self {
-        Self::from_flags(self.sends() && other.sends(), self.receives() && other.receives())
+        Self::from_flags(
+            self.sends() && other.sends(),
+            self.receives() && other.receives(),
+        )
     }
 
     pub const fn from_flags(send: bool, recv: bool) -> Self {
@@ -200,7 +209,12 @@ pub struct SdpSession {
 impl SdpSession {
     /// A session with this id; the first SDP carries version 1.
     pub fn new(session_id: u64) -> Self {
-        Self { session_id, version: 1, last_sent: None, pending_offer: None }
+        Self {
+            session_id,
+            version: 1,
+            last_sent: None,
+            pending_offer: None,
+        }
     }
 
     /// A session with a random 63-bit id.
@@ -219,7 +233,11 @@ impl SdpSession {
 
     /// Answers `offer`. A re-INVITE goes through here too: the version
     /// moves only if our answer differs from the last SDP we sent.
-    pub fn answer(&mut self, offer: &str, local: &LocalMedia) -> Result<(String, NegotiatedMedia), SdpError> {
+    pub fn answer(
+        &mut self,
+        offer: &str,
+        local: &LocalMedia,
+    ) -> Result<(String, NegotiatedMedia), SdpError> {
         let remote = RemoteSdp::parse(offer)?;
         let (desc, negotiated) = build::answer(&remote, local)?;
         self.pending_offer = None;
@@ -241,7 +259,10 @@ impl SdpSession {
 
     /// Takes the answer to our pending offer.
     pub fn accept_answer(&mut self, answer: &str) -> Result<NegotiatedMedia, SdpError> {
-        let (local, direction) = self.pending_offer.as_ref().ok_or(SdpError::NoPendingOffer)?;
+        let (local, direction) = self
+            .pending_offer
+            .as_ref()
+            .ok_or(SdpError::NoPendingOffer)?;
         let remote = RemoteSdp::parse(answer)?;
         let negotiated = build::accept(&remote, local, *direction)?;
         self.pending_offer = None;
@@ -267,7 +288,10 @@ impl SdpSession {
 }
 
 fn without_origin(sdp: &str) -> String {
-    sdp.split("\r\n").filter(|l| !l.starts_with("o=")).collect::<Vec<_>>().join("\r\n")
+    sdp.split("\r\n")
+        .filter(|l| !l.starts_with("o="))
+        .collect::<Vec<_>>()
+        .join("\r\n")
 }
 
 /// Answers `offer` once, with a fresh [`SdpSession`]. For a dialog, keep an

@@ -56,17 +56,28 @@ fn connection_ip(c: &ConnectionInformation) -> Result<Option<IpAddr>, SdpError> 
     };
     // Multicast addresses carry /ttl and /range suffixes.
     let host = address.address.split('/').next().unwrap_or_default();
-    host.parse::<IpAddr>().map(Some).map_err(|_| SdpError::UnsupportedAddress(address.address.clone()))
+    host.parse::<IpAddr>()
+        .map(Some)
+        .map_err(|_| SdpError::UnsupportedAddress(address.address.clone()))
 }
 
 fn direction_of(attributes: &[Attribute]) -> Option<Direction> {
-    attributes.iter().rev().find_map(|a| if a.value.is_none() { Direction::from_attribute(&a.key) } else { None })
+    attributes.iter().rev().find_map(|a| {
+        if a.value.is_none() {
+            Direction::from_attribute(&a.key)
+        } else {
+            None
+        }
+    })
 }
 
 fn parse_ms(value: &str) -> Option<u32> {
     let v = value.trim();
     v.parse::<u32>().ok().or_else(|| {
-        v.parse::<f64>().ok().filter(|f| f.is_finite() && *f > 0.0 && *f < 10_000.0).map(|f| f.round() as u32)
+        v.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f < 10_000.0)
+            .map(|f| f.round() as u32)
     })
 }
 
@@ -80,14 +91,23 @@ fn parse_rtpmap(value: &str) -> Option<(u8, RtpMap)> {
         Some(c) => Some(c.trim().parse::<u16>().ok()?),
         None => None,
     };
-    Some((pt, RtpMap { name, clock_rate, channels }))
+    Some((
+        pt,
+        RtpMap {
+            name,
+            clock_rate,
+            channels,
+        },
+    ))
 }
 
 impl RemoteMedia {
     /// The payload types listed in the m-line, in order, skipping tokens
     /// that are not RTP payload types.
     pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
-        self.formats.iter().filter_map(|f| f.parse::<u8>().ok().filter(|pt| *pt < 128))
+        self.formats
+            .iter()
+            .filter_map(|f| f.parse::<u8>().ok().filter(|pt| *pt < 128))
     }
 
     /// The codec a payload type stands for: from `a=rtpmap`, or the static
@@ -105,9 +125,9 @@ impl RemoteMedia {
     /// The payload type of telephone-event/8000, if listed.
     pub fn telephone_event_pt(&self) -> Option<u8> {
         self.payload_types().find(|pt| {
-            self.rtpmaps
-                .get(pt)
-                .is_some_and(|m| m.name.eq_ignore_ascii_case("telephone-event") && m.clock_rate == 8000)
+            self.rtpmaps.get(pt).is_some_and(|m| {
+                m.name.eq_ignore_ascii_case("telephone-event") && m.clock_rate == 8000
+            })
         })
     }
 
@@ -125,23 +145,37 @@ impl RemoteSdp {
             return Err(SdpError::Empty);
         }
         if text.len() > MAX_SDP_BYTES {
-            return Err(SdpError::Malformed { reason: format!("body of {} bytes is too large", text.len()) });
+            return Err(SdpError::Malformed {
+                reason: format!("body of {} bytes is too large", text.len()),
+            });
         }
-        let desc = SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
-            .map_err(|e| SdpError::Malformed { reason: e.to_string() })?;
+        let desc =
+            SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes())).map_err(|e| {
+                SdpError::Malformed {
+                    reason: e.to_string(),
+                }
+            })?;
         Self::from_description(&desc)
     }
 
     fn from_description(desc: &SessionDescription) -> Result<Self, SdpError> {
         if desc.media_descriptions.is_empty() {
-            return Err(SdpError::Malformed { reason: "no media line (m=)".to_owned() });
+            return Err(SdpError::Malformed {
+                reason: "no media line (m=)".to_owned(),
+            });
         }
-        let session_connection = desc.connection_information.as_ref().map(connection_ip).transpose()?.flatten();
+        let session_connection = desc
+            .connection_information
+            .as_ref()
+            .map(connection_ip)
+            .transpose()?
+            .flatten();
         let session_direction = direction_of(&desc.attributes);
         let mut media = Vec::with_capacity(desc.media_descriptions.len());
         for (index, m) in desc.media_descriptions.iter().enumerate() {
-            let port = u16::try_from(m.media_name.port.value)
-                .map_err(|_| SdpError::Malformed { reason: format!("bad port in media line {index}") })?;
+            let port = u16::try_from(m.media_name.port.value).map_err(|_| SdpError::Malformed {
+                reason: format!("bad port in media line {index}"),
+            })?;
             let connection = match &m.connection_information {
                 Some(c) => connection_ip(c)?.or(session_connection),
                 None => session_connection,
@@ -154,7 +188,9 @@ impl RemoteSdp {
             let mut ptime_ms = None;
             let mut maxptime_ms = None;
             for a in &m.attributes {
-                let Some(value) = a.value.as_deref() else { continue };
+                let Some(value) = a.value.as_deref() else {
+                    continue;
+                };
                 match a.key.as_str() {
                     "rtpmap" => {
                         if let Some((pt, map)) = parse_rtpmap(value) {
@@ -182,10 +218,16 @@ impl RemoteSdp {
                 fmtps,
                 ptime_ms,
                 maxptime_ms,
-                direction: direction_of(&m.attributes).or(session_direction).unwrap_or(Direction::SendRecv),
+                direction: direction_of(&m.attributes)
+                    .or(session_direction)
+                    .unwrap_or(Direction::SendRecv),
                 connection,
             });
         }
-        Ok(Self { session_id: desc.origin.session_id, session_version: desc.origin.session_version, media })
+        Ok(Self {
+            session_id: desc.origin.session_id,
+            session_version: desc.origin.session_version,
+            media,
+        })
     }
 }

@@ -68,7 +68,10 @@ fn lines(s: &str) -> Vec<&str> {
 }
 
 fn m_lines(s: &str) -> Vec<&str> {
-    lines(s).into_iter().filter(|l| l.starts_with("m=")).collect()
+    lines(s)
+        .into_iter()
+        .filter(|l| l.starts_with("m="))
+        .collect()
 }
 
 fn has(s: &str, line: &str) -> bool {
@@ -81,13 +84,23 @@ fn carrier_pcma_first_is_answered_with_pcma() {
     assert_eq!(media.codec, Codec::Pcma);
     assert_eq!(media.payload_type, 8);
     assert_eq!(media.dtmf_payload_type, Some(101));
-    assert_eq!(media.remote, "203.0.113.20:31234".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(
+        media.remote,
+        "203.0.113.20:31234".parse::<SocketAddr>().expect("addr")
+    );
     assert_eq!(media.ptime_ms, 20);
     assert_eq!(media.direction, Direction::SendRecv);
     assert_eq!(media.remote_direction, Direction::SendRecv);
     assert!(!media.on_hold);
     assert_eq!(m_lines(&ans), ["m=audio 40000 RTP/AVP 8 101"]);
-    for l in ["c=IN IP4 10.1.1.1", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=ptime:20", "a=sendrecv"] {
+    for l in [
+        "c=IN IP4 10.1.1.1",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-15",
+        "a=ptime:20",
+        "a=sendrecv",
+    ] {
         assert!(has(&ans, l), "missing {l} in\n{ans}");
     }
     assert!(lines(&ans)[1].starts_with("o=voxgate "));
@@ -101,7 +114,10 @@ fn softphone_offer_skips_opus_and_g722_and_keeps_dynamic_dtmf() {
     assert_eq!(media.codec, Codec::Pcmu);
     assert_eq!(media.payload_type, 0);
     assert_eq!(media.dtmf_payload_type, Some(101));
-    assert_eq!(media.remote, "10.0.0.23:4000".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(
+        media.remote,
+        "10.0.0.23:4000".parse::<SocketAddr>().expect("addr")
+    );
     assert_eq!(m_lines(&ans), ["m=audio 40000 RTP/AVP 0 101"]);
     assert!(has(&ans, "a=fmtp:101 0-16"));
 }
@@ -109,8 +125,13 @@ fn softphone_offer_skips_opus_and_g722_and_keeps_dynamic_dtmf() {
 #[test]
 fn dynamic_telephone_event_pt_is_echoed() {
     let offer = sdp(&[
-        "v=0", "o=- 1 1 IN IP4 10.0.0.5", "s=-", "c=IN IP4 10.0.0.5", "t=0 0",
-        "m=audio 5004 RTP/AVP 0 97", "a=rtpmap:97 telephone-event/8000",
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.5",
+        "s=-",
+        "c=IN IP4 10.0.0.5",
+        "t=0 0",
+        "m=audio 5004 RTP/AVP 0 97",
+        "a=rtpmap:97 telephone-event/8000",
         "a=rtpmap:0 PCMU/8000",
     ]);
     let (ans, media) = answer(&offer, &local()).expect("answer");
@@ -122,7 +143,14 @@ fn dynamic_telephone_event_pt_is_echoed() {
 
 #[test]
 fn static_payload_types_without_rtpmap_and_no_dtmf() {
-    let offer = sdp(&["v=0", "o=- 1 1 IN IP4 10.0.0.5", "s=-", "c=IN IP4 10.0.0.5", "t=0 0", "m=audio 5004 RTP/AVP 18 0"]);
+    let offer = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.5",
+        "s=-",
+        "c=IN IP4 10.0.0.5",
+        "t=0 0",
+        "m=audio 5004 RTP/AVP 18 0",
+    ]);
     let (ans, media) = answer(&offer, &local()).expect("answer");
     assert_eq!(media.codec, Codec::Pcmu);
     assert_eq!(media.dtmf_payload_type, None);
@@ -132,8 +160,14 @@ fn static_payload_types_without_rtpmap_and_no_dtmf() {
 #[test]
 fn opus_and_g722_only_is_no_common_codec() {
     let offer = sdp(&[
-        "v=0", "o=- 5 5 IN IP4 10.0.0.9", "s=-", "c=IN IP4 10.0.0.9", "t=0 0",
-        "m=audio 6000 RTP/AVP 111 9 101", "a=rtpmap:111 opus/48000/2", "a=rtpmap:9 G722/8000",
+        "v=0",
+        "o=- 5 5 IN IP4 10.0.0.9",
+        "s=-",
+        "c=IN IP4 10.0.0.9",
+        "t=0 0",
+        "m=audio 6000 RTP/AVP 111 9 101",
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtpmap:9 G722/8000",
         "a=rtpmap:101 telephone-event/8000",
     ]);
     let err = answer(&offer, &local()).expect_err("no codec");
@@ -145,15 +179,34 @@ fn opus_and_g722_only_is_no_common_codec() {
 fn we_only_accept_codecs_we_listed() {
     let mut pcma_only = local();
     pcma_only.codecs = vec![Codec::Pcma];
-    let offer = sdp(&["v=0", "o=- 1 1 IN IP4 10.0.0.5", "s=-", "c=IN IP4 10.0.0.5", "t=0 0", "m=audio 5004 RTP/AVP 0"]);
-    assert_eq!(answer(&offer, &pcma_only).map(|(_, m)| m.codec), Err(SdpError::NoCommonCodec));
+    let offer = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.5",
+        "s=-",
+        "c=IN IP4 10.0.0.5",
+        "t=0 0",
+        "m=audio 5004 RTP/AVP 0",
+    ]);
+    assert_eq!(
+        answer(&offer, &pcma_only).map(|(_, m)| m.codec),
+        Err(SdpError::NoCommonCodec)
+    );
     // An rtpmap that renames a static PT wins over the static table, and a
     // wrong clock rate disqualifies it.
     let renamed = sdp(&[
-        "v=0", "o=- 1 1 IN IP4 10.0.0.5", "s=-", "c=IN IP4 10.0.0.5", "t=0 0",
-        "m=audio 5004 RTP/AVP 0 8", "a=rtpmap:0 PCMU/16000", "a=rtpmap:8 PCMA/8000",
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.5",
+        "s=-",
+        "c=IN IP4 10.0.0.5",
+        "t=0 0",
+        "m=audio 5004 RTP/AVP 0 8",
+        "a=rtpmap:0 PCMU/16000",
+        "a=rtpmap:8 PCMA/8000",
     ]);
-    assert_eq!(answer(&renamed, &local()).map(|(_, m)| m.codec), Ok(Codec::Pcma));
+    assert_eq!(
+        answer(&renamed, &local()).map(|(_, m)| m.codec),
+        Ok(Codec::Pcma)
+    );
 }
 
 #[test]
@@ -177,11 +230,19 @@ fn sendonly_offer_is_hold_and_answered_recvonly() {
 
 #[test]
 fn inactive_and_recvonly_are_mirrored() {
-    let (answer_i, media) = answer(&carrier_offer().replace("a=sendrecv", "a=inactive"), &local()).expect("answer");
+    let (answer_i, media) = answer(
+        &carrier_offer().replace("a=sendrecv", "a=inactive"),
+        &local(),
+    )
+    .expect("answer");
     assert!(media.on_hold);
     assert_eq!(media.direction, Direction::Inactive);
     assert!(has(&answer_i, "a=inactive"));
-    let (answer_r, media) = answer(&carrier_offer().replace("a=sendrecv", "a=recvonly"), &local()).expect("answer");
+    let (answer_r, media) = answer(
+        &carrier_offer().replace("a=sendrecv", "a=recvonly"),
+        &local(),
+    )
+    .expect("answer");
     assert!(!media.on_hold);
     assert_eq!(media.direction, Direction::SendOnly);
     assert!(has(&answer_r, "a=sendonly"));
@@ -190,12 +251,26 @@ fn inactive_and_recvonly_are_mirrored() {
 #[test]
 fn session_level_direction_applies_unless_media_overrides() {
     let offer = sdp(&[
-        "v=0", "o=- 1 1 IN IP4 10.0.0.5", "s=-", "c=IN IP4 10.0.0.5", "t=0 0", "a=sendonly",
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.5",
+        "s=-",
+        "c=IN IP4 10.0.0.5",
+        "t=0 0",
+        "a=sendonly",
         "m=audio 5004 RTP/AVP 0",
     ]);
-    assert_eq!(answer(&offer, &local()).map(|(_, m)| m.remote_direction), Ok(Direction::SendOnly));
-    let overridden = offer.replace("m=audio 5004 RTP/AVP 0\r\n", "m=audio 5004 RTP/AVP 0\r\na=sendrecv\r\n");
-    assert_eq!(answer(&overridden, &local()).map(|(_, m)| m.remote_direction), Ok(Direction::SendRecv));
+    assert_eq!(
+        answer(&offer, &local()).map(|(_, m)| m.remote_direction),
+        Ok(Direction::SendOnly)
+    );
+    let overridden = offer.replace(
+        "m=audio 5004 RTP/AVP 0\r\n",
+        "m=audio 5004 RTP/AVP 0\r\na=sendrecv\r\n",
+    );
+    assert_eq!(
+        answer(&overridden, &local()).map(|(_, m)| m.remote_direction),
+        Ok(Direction::SendRecv)
+    );
 }
 
 #[test]
@@ -212,17 +287,33 @@ fn rfc2543_null_address_is_hold() {
 
 #[test]
 fn media_level_connection_overrides_session_level() {
-    let offer = carrier_offer().replace("m=audio 31234 RTP/AVP 8 0 18 101\r\n", "m=audio 31234 RTP/AVP 8 0 18 101\r\nc=IN IP4 203.0.113.99\r\n");
+    let offer = carrier_offer().replace(
+        "m=audio 31234 RTP/AVP 8 0 18 101\r\n",
+        "m=audio 31234 RTP/AVP 8 0 18 101\r\nc=IN IP4 203.0.113.99\r\n",
+    );
     let (_, media) = answer(&offer, &local()).expect("answer");
-    assert_eq!(media.remote.ip(), "203.0.113.99".parse::<IpAddr>().expect("ip"));
+    assert_eq!(
+        media.remote.ip(),
+        "203.0.113.99".parse::<IpAddr>().expect("ip")
+    );
 }
 
 #[test]
 fn ipv6_offer_and_answer() {
     let local6 = LocalMedia::new("2001:db8::1".parse().expect("ip"), 40_000);
-    let offer = sdp(&["v=0", "o=- 1 1 IN IP6 2001:db8::5", "s=-", "c=IN IP6 2001:db8::5", "t=0 0", "m=audio 5004 RTP/AVP 8"]);
+    let offer = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP6 2001:db8::5",
+        "s=-",
+        "c=IN IP6 2001:db8::5",
+        "t=0 0",
+        "m=audio 5004 RTP/AVP 8",
+    ]);
     let (ans, media) = answer(&offer, &local6).expect("answer");
-    assert_eq!(media.remote, "[2001:db8::5]:5004".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(
+        media.remote,
+        "[2001:db8::5]:5004".parse::<SocketAddr>().expect("addr")
+    );
     assert!(has(&ans, "c=IN IP6 2001:db8::1"));
 }
 
@@ -245,16 +336,29 @@ fn ptime_30_is_honoured_and_maxptime_caps_ours() {
 #[test]
 fn other_media_lines_are_rejected_in_order() {
     let offer = sdp(&[
-        "v=0", "o=- 7 7 IN IP4 10.0.0.8", "s=-", "c=IN IP4 10.0.0.8", "t=0 0",
-        "m=video 5006 RTP/AVP 96 97", "a=rtpmap:96 H264/90000", "a=rtpmap:97 VP8/90000",
-        "m=audio 5004 RTP/SAVP 0", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
-        "m=audio 5008 RTP/AVP 8 0 101", "a=rtpmap:101 telephone-event/8000",
+        "v=0",
+        "o=- 7 7 IN IP4 10.0.0.8",
+        "s=-",
+        "c=IN IP4 10.0.0.8",
+        "t=0 0",
+        "m=video 5006 RTP/AVP 96 97",
+        "a=rtpmap:96 H264/90000",
+        "a=rtpmap:97 VP8/90000",
+        "m=audio 5004 RTP/SAVP 0",
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+        "m=audio 5008 RTP/AVP 8 0 101",
+        "a=rtpmap:101 telephone-event/8000",
         "m=application 5010 UDP/BFCP *",
     ]);
     let (ans, media) = answer(&offer, &local()).expect("answer");
     assert_eq!(
         m_lines(&ans),
-        ["m=video 0 RTP/AVP 96 97", "m=audio 0 RTP/SAVP 0", "m=audio 40000 RTP/AVP 8 101", "m=application 0 UDP/BFCP *"]
+        [
+            "m=video 0 RTP/AVP 96 97",
+            "m=audio 0 RTP/SAVP 0",
+            "m=audio 40000 RTP/AVP 8 101",
+            "m=application 0 UDP/BFCP *"
+        ]
     );
     assert_eq!(media.remote.port(), 5008);
     assert_eq!(media.codec, Codec::Pcma);
@@ -266,18 +370,37 @@ fn other_media_lines_are_rejected_in_order() {
 #[test]
 fn a_disabled_audio_line_is_skipped() {
     let offer = sdp(&[
-        "v=0", "o=- 7 7 IN IP4 10.0.0.8", "s=-", "c=IN IP4 10.0.0.8", "t=0 0",
-        "m=audio 0 RTP/AVP 0", "m=audio 5008 RTP/AVP 0",
+        "v=0",
+        "o=- 7 7 IN IP4 10.0.0.8",
+        "s=-",
+        "c=IN IP4 10.0.0.8",
+        "t=0 0",
+        "m=audio 0 RTP/AVP 0",
+        "m=audio 5008 RTP/AVP 0",
     ]);
     let (ans, media) = answer(&offer, &local()).expect("answer");
-    assert_eq!(m_lines(&ans), ["m=audio 0 RTP/AVP 0", "m=audio 40000 RTP/AVP 0"]);
+    assert_eq!(
+        m_lines(&ans),
+        ["m=audio 0 RTP/AVP 0", "m=audio 40000 RTP/AVP 0"]
+    );
     assert_eq!(media.remote.port(), 5008);
 }
 
 #[test]
 fn video_only_is_no_common_codec() {
-    let offer = sdp(&["v=0", "o=- 7 7 IN IP4 10.0.0.8", "s=-", "c=IN IP4 10.0.0.8", "t=0 0", "m=video 5006 RTP/AVP 96", "a=rtpmap:96 H264/90000"]);
-    assert_eq!(answer(&offer, &local()).map(|_| ()), Err(SdpError::NoCommonCodec));
+    let offer = sdp(&[
+        "v=0",
+        "o=- 7 7 IN IP4 10.0.0.8",
+        "s=-",
+        "c=IN IP4 10.0.0.8",
+        "t=0 0",
+        "m=video 5006 RTP/AVP 96",
+        "a=rtpmap:96 H264/90000",
+    ]);
+    assert_eq!(
+        answer(&offer, &local()).map(|_| ()),
+        Err(SdpError::NoCommonCodec)
+    );
 }
 
 #[test]
@@ -299,10 +422,29 @@ fn garbage_is_malformed_never_a_panic() {
     }
     assert_eq!(answer("", &local()).map(|_| ()), Err(SdpError::Empty));
     assert_eq!(answer(" \r\n", &local()).map(|_| ()), Err(SdpError::Empty));
-    let no_c = sdp(&["v=0", "o=- 1 1 IN IP4 1.2.3.4", "s=-", "t=0 0", "m=audio 4000 RTP/AVP 0"]);
-    assert_eq!(answer(&no_c, &local()).map(|_| ()), Err(SdpError::MissingConnection { index: 0 }));
-    let fqdn = sdp(&["v=0", "o=- 1 1 IN IP4 1.2.3.4", "s=-", "c=IN IP4 media.carrier.test", "t=0 0", "m=audio 4000 RTP/AVP 0"]);
-    assert!(matches!(answer(&fqdn, &local()), Err(SdpError::UnsupportedAddress(_))));
+    let no_c = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP4 1.2.3.4",
+        "s=-",
+        "t=0 0",
+        "m=audio 4000 RTP/AVP 0",
+    ]);
+    assert_eq!(
+        answer(&no_c, &local()).map(|_| ()),
+        Err(SdpError::MissingConnection { index: 0 })
+    );
+    let fqdn = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP4 1.2.3.4",
+        "s=-",
+        "c=IN IP4 media.carrier.test",
+        "t=0 0",
+        "m=audio 4000 RTP/AVP 0",
+    ]);
+    assert!(matches!(
+        answer(&fqdn, &local()),
+        Err(SdpError::UnsupportedAddress(_))
+    ));
 }
 
 #[test]
@@ -330,7 +472,14 @@ fn late_offer_round_trip() {
     let our_offer = offer(&local(), &mut session);
     assert_eq!(m_lines(&our_offer), ["m=audio 40000 RTP/AVP 0 8 101"]);
     assert!(has(&our_offer, "o=voxgate 42 1 IN IP4 10.1.1.1"));
-    for l in ["a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16", "a=ptime:20", "a=sendrecv"] {
+    for l in [
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-16",
+        "a=ptime:20",
+        "a=sendrecv",
+    ] {
         assert!(has(&our_offer, l), "missing {l}");
     }
     // The far end answers with our own answer logic, preferring PCMA.
@@ -338,16 +487,25 @@ fn late_offer_round_trip() {
     far.codecs = vec![Codec::Pcma];
     let (their_answer, their_view) = answer(&our_offer, &far).expect("far end answers");
     assert_eq!(their_view.codec, Codec::Pcma);
-    assert_eq!(their_view.remote, "10.1.1.1:40000".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(
+        their_view.remote,
+        "10.1.1.1:40000".parse::<SocketAddr>().expect("addr")
+    );
     assert!(session.has_pending_offer());
     let media = session.accept_answer(&their_answer).expect("accept");
     assert!(!session.has_pending_offer());
     assert_eq!(media.codec, Codec::Pcma);
     assert_eq!(media.payload_type, 8);
     assert_eq!(media.dtmf_payload_type, Some(101));
-    assert_eq!(media.remote, "10.2.2.2:50000".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(
+        media.remote,
+        "10.2.2.2:50000".parse::<SocketAddr>().expect("addr")
+    );
     assert_eq!(media.direction, Direction::SendRecv);
-    assert_eq!(session.accept_answer(&their_answer), Err(SdpError::NoPendingOffer));
+    assert_eq!(
+        session.accept_answer(&their_answer),
+        Err(SdpError::NoPendingOffer)
+    );
     // The stateless variant agrees.
     assert_eq!(accept_answer(&their_answer, &local()), Ok(media));
 }
@@ -357,7 +515,11 @@ fn our_hold_offer_and_its_answer() {
     let mut session = SdpSession::new(9);
     let hold = session.offer_with_direction(&local(), Direction::SendOnly);
     assert!(has(&hold, "a=sendonly"));
-    let (their_answer, their_view) = answer(&hold, &LocalMedia::new(IpAddr::V4(Ipv4Addr::new(10, 2, 2, 2)), 50_000)).expect("answer");
+    let (their_answer, their_view) = answer(
+        &hold,
+        &LocalMedia::new(IpAddr::V4(Ipv4Addr::new(10, 2, 2, 2)), 50_000),
+    )
+    .expect("answer");
     assert!(their_view.on_hold);
     assert!(has(&their_answer, "a=recvonly"));
     let media = session.accept_answer(&their_answer).expect("accept");
@@ -367,12 +529,46 @@ fn our_hold_offer_and_its_answer() {
 
 #[test]
 fn answers_that_do_not_fit_our_offer() {
-    let two = sdp(&["v=0", "o=- 1 1 IN IP4 10.2.2.2", "s=-", "c=IN IP4 10.2.2.2", "t=0 0", "m=audio 5000 RTP/AVP 0", "m=video 0 RTP/AVP 96"]);
-    assert_eq!(accept_answer(&two, &local()), Err(SdpError::MediaCountMismatch { offered: 1, answered: 2 }));
-    let rejected = sdp(&["v=0", "o=- 1 1 IN IP4 10.2.2.2", "s=-", "c=IN IP4 10.2.2.2", "t=0 0", "m=audio 0 RTP/AVP 0"]);
-    assert_eq!(accept_answer(&rejected, &local()), Err(SdpError::NoCommonCodec));
-    let foreign = sdp(&["v=0", "o=- 1 1 IN IP4 10.2.2.2", "s=-", "c=IN IP4 10.2.2.2", "t=0 0", "m=audio 5000 RTP/AVP 18"]);
-    assert_eq!(accept_answer(&foreign, &local()), Err(SdpError::NoCommonCodec));
+    let two = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP4 10.2.2.2",
+        "s=-",
+        "c=IN IP4 10.2.2.2",
+        "t=0 0",
+        "m=audio 5000 RTP/AVP 0",
+        "m=video 0 RTP/AVP 96",
+    ]);
+    assert_eq!(
+        accept_answer(&two, &local()),
+        Err(SdpError::MediaCountMismatch {
+            offered: 1,
+            answered: 2
+        })
+    );
+    let rejected = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP4 10.2.2.2",
+        "s=-",
+        "c=IN IP4 10.2.2.2",
+        "t=0 0",
+        "m=audio 0 RTP/AVP 0",
+    ]);
+    assert_eq!(
+        accept_answer(&rejected, &local()),
+        Err(SdpError::NoCommonCodec)
+    );
+    let foreign = sdp(&[
+        "v=0",
+        "o=- 1 1 IN IP4 10.2.2.2",
+        "s=-",
+        "c=IN IP4 10.2.2.2",
+        "t=0 0",
+        "m=audio 5000 RTP/AVP 18",
+    ]);
+    assert_eq!(
+        accept_answer(&foreign, &local()),
+        Err(SdpError::NoCommonCodec)
+    );
 }
 
 #[test]
@@ -385,13 +581,17 @@ fn re_offer_changing_codec_bumps_the_version_once() {
     let (again, _) = session.answer(&carrier_offer(), &local()).expect("refresh");
     assert_eq!(again, first);
     // The carrier now prefers PCMU: our answer changes, the version moves.
-    let reoffer = carrier_offer().replace("RTP/AVP 8 0 18 101", "RTP/AVP 0 8 18 101").replace("29561", "29562");
+    let reoffer = carrier_offer()
+        .replace("RTP/AVP 8 0 18 101", "RTP/AVP 0 8 18 101")
+        .replace("29561", "29562");
     let (second, media) = session.answer(&reoffer, &local()).expect("re-answer");
     assert_eq!(media.codec, Codec::Pcmu);
     assert!(has(&second, "o=voxgate 777 2 IN IP4 10.1.1.1"));
     assert_eq!(session.version(), 2);
     // Hold and resume are changes too.
-    let (held, media) = session.answer(&reoffer.replace("a=sendrecv", "a=sendonly"), &local()).expect("hold");
+    let (held, media) = session
+        .answer(&reoffer.replace("a=sendrecv", "a=sendonly"), &local())
+        .expect("hold");
     assert!(media.on_hold);
     assert!(has(&held, "o=voxgate 777 3 IN IP4 10.1.1.1"));
     let (resumed, media) = session.answer(&reoffer, &local()).expect("resume");
@@ -413,4 +613,3 @@ fn direction_algebra() {
     assert_eq!(SendOnly.intersect(RecvOnly), Inactive);
     assert_eq!(Direction::from_attribute("rtcp-mux"), None);
 }
-

@@ -71,7 +71,8 @@ impl CallControl for SipControl {
         let id = {
             let mut p = self.playbacks.lock().map_err(|_| CallError::Media("playback state poisoned".into()))?;
             p.next += 1;
-            if let Some(old) = p.opening.replace(p.next) {
+            let next = p.next;
+            if let Some(old) = p.opening.replace(next) {
                 // Replaced before it started playing.
                 Self::emit(&self.events, CallEvent::PlaybackFinished { id: old, stopped: true });
             }

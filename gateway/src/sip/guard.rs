@@ -225,7 +225,7 @@ pub fn inspect(bytes: &[u8], cfg: &GuardConfig) -> Verdict {
     let checked = if is_request { check_request(&lite, cfg) } else { check_response(&lite) };
     let result = checked.and_then(|()| body_length(&lite, bytes.len()));
     match result {
-        Ok(len) => Verdict::Pass(bytes[..lite.body_start + len].to_vec()),
+        Ok(len) => Verdict::Pass(rebuild(&lite, &bytes[lite.body_start..lite.body_start + len])),
         Err(Problem::Drop(reason)) => Verdict::Drop(reason),
         Err(Problem::Answer(status, reason, extra)) => {
             if is_request && !is_ack(&lite) {
@@ -662,6 +662,75 @@ fn body_length(lite: &Lite, total: usize) -> Result<usize, Problem> {
             }
         }
     }
+}
+
+/// Headers whose parameters rsipstack reads only without LWS around `;`
+/// and `=` (it misses `; tag = x`, RFC 4475 wsinv).
+const PARAM_HEADERS: &[&str] = &["from", "to", "contact", "via", "route", "record-route", "refer-to"];
+
+/// The message with its headers unfolded, one per line, and parameter
+/// LWS removed where rsipstack would misread it. The body is kept as is.
+fn rebuild(lite: &Lite, body: &[u8]) -> Vec<u8> {
+    let mut out = String::with_capacity(lite.body_start + 64);
+    out.push_str(&lite.start);
+    out.push_str("\r\n");
+    for (name, written, value) in &lite.headers {
+        out.push_str(written);
+        out.push_str(": ");
+        if PARAM_HEADERS.contains(&name.as_str()) {
+            out.push_str(&tighten(value, name == "via"));
+        } else {
+            out.push_str(value);
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Removes whitespace next to `;`, `=` (and `/` in a Via) outside quotes
+/// and `<>`.
+fn tighten(value: &str, via: bool) -> String {
+    let mut out = String::with_capacity(value.len());
+    let (mut quoted, mut angle, mut escape) = (false, false, false);
+    let tight = |c: char| c == ';' || c == '=' || (via && c == '/');
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if escape {
+            escape = false;
+            out.push(c);
+            continue;
+        }
+        match c {
+            '\\' if quoted => escape = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            _ => {}
+        }
+        if !quoted && !angle && (c == ' ' || c == '\t') {
+            // Drop a run of whitespace that touches a tight character.
+            let mut run = String::from(c);
+            while let Some(&n) = chars.peek() {
+                if n == ' ' || n == '\t' {
+                    run.push(n);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let before = out.chars().last().is_some_and(tight);
+            let after = chars.peek().copied().is_some_and(tight);
+            if !before && !after {
+                out.push(' ');
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Builds the answer to a request the guard refuses.

@@ -401,3 +401,10 @@ fn framing_uses_content_length() {
     assert_eq!(frame(b"\r\n\r\n", 65535), Frame::Complete(4));
 }
 
+
+#[test]
+fn parameter_lws_is_tightened_for_rsipstack() {
+    assert_eq!(tighten("\"J \\\" R\" <sip:a@h> ; tag = 98", false), "\"J \\\" R\" <sip:a@h>;tag=98");
+    assert_eq!(tighten("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9", true), "SIP/2.0/TCP spindle.example.com;branch=z9");
+    assert_eq!(tighten("\"a ; b\" <sip:x;lr>", false), "\"a ; b\" <sip:x;lr>");
+}

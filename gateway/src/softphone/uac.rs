@@ -195,7 +195,7 @@ async fn run_call(
         Some(resp) => {
             summary.disposition = Disposition::Rejected {
                 code: resp.status_code.code(),
-                reason: resp.wire_reason.clone().unwrap_or_else(|| resp.status_code.to_string()),
+                reason: resp.wire_reason.clone().unwrap_or_else(|| resp.status_code.text().to_owned()),
             };
             summary.responses = responses_of(&responses);
             return Ok(summary);
@@ -506,8 +506,12 @@ async fn write_recording(path: PathBuf, samples: &[i16]) -> Result<(), Softphone
 }
 
 fn parse_uri(text: &str) -> Result<rsipstack::sip::Uri, SoftphoneError> {
-    rsipstack::sip::Uri::try_from(text)
-        .map_err(|e| SoftphoneError::InvalidUri { uri: text.to_owned(), reason: e.to_string() })
+    let bad = |reason: String| SoftphoneError::InvalidUri { uri: text.to_owned(), reason };
+    let lower = text.trim().to_ascii_lowercase();
+    if !lower.starts_with("sip:") || lower.contains(char::is_whitespace) {
+        return Err(bad("expected sip:USER@HOST[:PORT]".to_owned()));
+    }
+    rsipstack::sip::Uri::try_from(text.trim()).map_err(|e| bad(e.to_string()))
 }
 
 /// 127.0.0.1 for a loopback target, the target's own address family's
