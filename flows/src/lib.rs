@@ -14,6 +14,8 @@
 //!   RFC 7807 errors, OpenAPI document).
 //! - [`driver`]: the thin async driver that runs the interpreter on a live
 //!   call handle, with type-ahead, digit collection and transfers.
+//! - [`app`]: assembles store, live table, router and API for `voxgate serve`.
+//! - [`client`]: the API client behind the `voxgate flows` commands.
 //! - [`demo`]: the demo tenant, flow and number seeded for `make run`.
 //! - [`router`]: the SIP routing hook: DID → tenant → pinned live flow
 //!   version, with the call record and its timeline saved at the end.
@@ -25,6 +27,8 @@
 //!   audit log are kept (the `Store` trait and its SQLite implementation).
 
 pub mod api;
+pub mod app;
+pub mod client;
 pub mod demo;
 pub mod driver;
 pub mod expr;

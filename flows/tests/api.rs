@@ -376,7 +376,7 @@ async fn publish_and_rollback_move_the_live_table_at_once() {
     h.tenant("acme").await;
     let editor = h.key("editor", Some("acme")).await;
     let created = h.post("/v1/tenants/acme/flows", &editor, support_flow("one")).await;
-    let r = h.send(Method::PUT, "/v1/tenants/acme/numbers/+33 1 11", Some(&editor), Some(json!({"flow_id": "support"})), &[]).await;
+    let r = h.send(Method::PUT, "/v1/tenants/acme/numbers/+33%201%2011", Some(&editor), Some(json!({"flow_id": "support"})), &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["did"], "+33111");
     assert_eq!(h.state.live().lookup("+33111"), Some(Route::Unpublished { tenant: "acme".into(), flow_id: "support".into() }));

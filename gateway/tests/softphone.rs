@@ -60,7 +60,8 @@ async fn answered_by_sipp_uas_and_hung_up_by_us() {
     let Some(_sipp) = start_sipp_uas(port) else { return };
     let mut opts = CallOptions::new(format!("sip:1000@127.0.0.1:{port}"));
     opts.dtmf = "1#".into();
-    opts.dtmf_mode = DtmfSource::Rfc4733;
+    // sipp's answer has no telephone-event, so RFC 4733 is not possible.
+    opts.dtmf_mode = DtmfSource::Inband;
     opts.dtmf_delay = Duration::from_millis(200);
     opts.hangup_after = Duration::from_millis(1500);
     opts.timeout = Duration::from_secs(5);
@@ -73,6 +74,7 @@ async fn answered_by_sipp_uas_and_hung_up_by_us() {
     opts.play = Some(voxgate_gateway::call::PlaybackSource::Wav(play));
     opts.record = Some(record.clone());
     let summary = softphone::run(opts).await.expect("call");
+    eprintln!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
     assert_eq!(summary.disposition, Disposition::Answered, "{summary:?}");
     assert_eq!(summary.responses.last(), Some(&200), "{summary:?}");
     assert!(summary.responses.contains(&180), "{summary:?}");
@@ -84,8 +86,58 @@ async fn answered_by_sipp_uas_and_hung_up_by_us() {
     // sipp echoes our RTP: the tone comes back.
     assert!(summary.rtp.packets_received >= 25, "{summary:?}");
     assert!(summary.rtp.non_silent_frames_received >= 10, "{summary:?}");
+    // The echoed tones are detected in-band.
+    assert_eq!(summary.received_digits(), "1#", "{summary:?}");
     let recorded = voxgate_gateway::audio::load_wav(&record).expect("recording");
     assert_eq!(recorded.sample_rate, 8000);
     assert!(recorded.samples.len() >= 8000, "{} samples", recorded.samples.len());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// voxgate's SIP server with the demo router, in-process on 127.0.0.1:0.
+async fn start_demo_server(rtp_ports: &str) -> voxgate_gateway::sip::Server {
+    let cfg = voxgate_gateway::config::GatewayConfig::from_toml_str(&format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\nring_ms = 0\n[http]\nlisten = \"127.0.0.1:0\"\n[rtp]\nports = \"{rtp_ports}\"\n"
+    ))
+    .expect("config");
+    let router = std::sync::Arc::new(voxgate_gateway::demo::DemoRouter::new(voxgate_gateway::demo::DemoConfig::default()));
+    voxgate_gateway::sip::Server::start(cfg.sip_server_config().expect("sip config"), router).await.expect("server")
+}
+
+fn demo_call(server: &voxgate_gateway::sip::Server, mode: DtmfSource) -> CallOptions {
+    let mut opts = CallOptions::new(format!("sip:1000@{}", server.local_addr()));
+    opts.dtmf = "1#".into();
+    opts.dtmf_mode = mode;
+    opts.dtmf_delay = Duration::from_millis(1500);
+    opts.hangup_after = Duration::from_secs(5);
+    opts.timeout = Duration::from_secs(5);
+    opts.keep_audio = true;
+    opts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_greets_and_takes_rfc4733_digits() {
+    let server = start_demo_server("36000-36099").await;
+    let summary = softphone::run(demo_call(&server, DtmfSource::Rfc4733)).await.expect("call");
+    eprintln!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+    assert_eq!(summary.disposition, Disposition::Answered, "{summary:?}");
+    assert_eq!(summary.responses.last(), Some(&200), "{summary:?}");
+    assert_eq!(summary.codec, Some("PCMU"));
+    assert_eq!(summary.dtmf_sent, "1#");
+    // The spoken greeting: at least half a second of non-silent audio.
+    assert!(summary.rtp.non_silent_frames_received >= 25, "{summary:?}");
+    let audio = summary.received_audio.as_ref().expect("kept audio");
+    assert!(audio.len() >= 8000 * 3, "{} samples", audio.len());
+    assert!(summary.rtp.packets_received >= 150, "{summary:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_takes_info_digits() {
+    let server = start_demo_server("36100-36199").await;
+    let summary = softphone::run(demo_call(&server, DtmfSource::Info)).await.expect("call");
+    assert_eq!(summary.disposition, Disposition::Answered, "{summary:?}");
+    // Each INFO was answered 2xx.
+    assert_eq!(summary.dtmf_sent, "1#", "{summary:?}");
+    server.shutdown().await;
 }

@@ -51,7 +51,10 @@ impl Baresip {
             .replace("@SOURCE@", &source_wav.display().to_string())
             .replace("@DIR@", &dir.path().display().to_string());
         std::fs::write(dir.path().join("config"), config)?;
-        std::fs::write(dir.path().join("accounts"), "<sip:tester@127.0.0.1>;regint=0\n")?;
+        std::fs::write(
+            dir.path().join("accounts"),
+            "<sip:tester@127.0.0.1>;regint=0\n",
+        )?;
         std::fs::write(dir.path().join("contacts"), "")?;
         let log = std::fs::File::create(dir.path().join("baresip.log"))?;
         let child = Command::new(bin)
@@ -70,11 +73,20 @@ impl Baresip {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let log = std::fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
                 bail!("{e}\nbaresip log:\n{log}");
             }
         };
-        let b = Self { child, dir, ctrl, inbuf: Vec::new(), events: Vec::new(), token: 0, sip_port };
+        let b = Self {
+            child,
+            dir,
+            ctrl,
+            inbuf: Vec::new(),
+            events: Vec::new(),
+            token: 0,
+            sip_port,
+        };
         b.ctrl.set_read_timeout(Some(Duration::from_millis(100)))?;
         Ok(b)
     }
@@ -94,11 +106,10 @@ impl Baresip {
         self.ctrl.write_all(frame.as_bytes())?;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(i) = self
-                .events
-                .iter()
-                .position(|v| v.get("response").is_some() && v.get("token").and_then(Value::as_str) == Some(&token))
-            {
+            if let Some(i) = self.events.iter().position(|v| {
+                v.get("response").is_some()
+                    && v.get("token").and_then(Value::as_str) == Some(&token)
+            }) {
                 return Ok(self.events.remove(i));
             }
             if Instant::now() >= deadline {
@@ -110,7 +121,10 @@ impl Baresip {
 
     /// Dials `uri` (must be on 127.0.0.1).
     pub fn dial(&mut self, uri: &str) -> anyhow::Result<()> {
-        anyhow::ensure!(uri.contains("@127.0.0.1"), "refusing to dial non-loopback {uri}");
+        anyhow::ensure!(
+            uri.contains("@127.0.0.1"),
+            "refusing to dial non-loopback {uri}"
+        );
         self.command("dial", uri).map(|_| ())
     }
 
@@ -127,18 +141,22 @@ impl Baresip {
     pub fn wait_event(&mut self, kind: &str, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(i) = self
-                .events
-                .iter()
-                .position(|v| v.get("event").is_some() && v.get("type").and_then(Value::as_str) == Some(kind))
-            {
+            if let Some(i) = self.events.iter().position(|v| {
+                v.get("event").is_some() && v.get("type").and_then(Value::as_str) == Some(kind)
+            }) {
                 return Ok(self.events.remove(i));
             }
             if Instant::now() >= deadline {
-                bail!("no {kind} event within {timeout:?}\nbaresip log:\n{}", self.log());
+                bail!(
+                    "no {kind} event within {timeout:?}\nbaresip log:\n{}",
+                    self.log()
+                );
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                bail!("baresip exited ({st}) waiting for {kind}\nbaresip log:\n{}", self.log());
+                bail!(
+                    "baresip exited ({st}) waiting for {kind}\nbaresip log:\n{}",
+                    self.log()
+                );
             }
             self.pump()?;
         }
@@ -148,9 +166,16 @@ impl Baresip {
     fn pump(&mut self) -> anyhow::Result<()> {
         let mut buf = [0u8; 8192];
         match self.ctrl.read(&mut buf) {
-            Ok(0) => bail!("baresip closed the control connection\nbaresip log:\n{}", self.log()),
+            Ok(0) => bail!(
+                "baresip closed the control connection\nbaresip log:\n{}",
+                self.log()
+            ),
             Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e.into()),
         }
         while let Some((msg, used)) = parse_netstring(&self.inbuf) {
@@ -168,7 +193,11 @@ impl Baresip {
             .ok()?
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav")))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav"))
+            })
     }
 
     /// Asks baresip to quit and waits up to 5 s, so its WAV dumps are closed.
@@ -201,7 +230,9 @@ fn wait_connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     loop {
         match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
             Ok(s) => return Ok(s),
-            Err(e) if Instant::now() >= deadline => bail!("baresip ctrl_tcp at {addr} not reachable: {e}"),
+            Err(e) if Instant::now() >= deadline => {
+                bail!("baresip ctrl_tcp at {addr} not reachable: {e}")
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }

@@ -60,14 +60,22 @@ impl Gateway {
     pub fn start_with(opts: GatewayOptions) -> anyhow::Result<Self> {
         let bin = crate::voxgate_bin();
         if !bin.is_file() {
-            bail!("{} not found: build it with `cargo build --release` or set VOXGATE_BIN", bin.display());
+            bail!(
+                "{} not found: build it with `cargo build --release` or set VOXGATE_BIN",
+                bin.display()
+            );
         }
         let data_dir = TempDir::new("voxgate-e2e")?;
         let lock = PortBlockLock::acquire()?;
         let (lo, hi) = opts.rtp_ports.unwrap_or_else(|| lock.range());
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
-            .args(["--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args([
+                "--sip-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(data_dir.path())
             .arg("--rtp-ports")
@@ -76,9 +84,9 @@ impl Gateway {
             .env("NO_COLOR", "1")
             .env(
                 "RUST_LOG",
-                opts.log_filter
-                    .clone()
-                    .unwrap_or_else(|| std::env::var("VOXGATE_TEST_LOG").unwrap_or_else(|_| "info".to_string())),
+                opts.log_filter.clone().unwrap_or_else(|| {
+                    std::env::var("VOXGATE_TEST_LOG").unwrap_or_else(|_| "info".to_string())
+                }),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -86,7 +94,9 @@ impl Gateway {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().with_context(|| format!("spawning {}", bin.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
         let log: Arc<(Mutex<LogBuf>, Condvar)> = Arc::default();
         if let Some(out) = child.stdout.take() {
             spawn_reader(out, log.clone());
@@ -105,12 +115,18 @@ impl Gateway {
                 break (sip, http);
             }
             if let Ok(Some(status)) = child.try_wait() {
-                bail!("voxgate exited ({status}) before logging its addresses:\n{}", tail(&log, 60));
+                bail!(
+                    "voxgate exited ({status}) before logging its addresses:\n{}",
+                    tail(&log, 60)
+                );
             }
             if closed >= 2 || Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("voxgate did not log its SIP and HTTP addresses within {START_TIMEOUT:?}:\n{}", tail(&log, 60));
+                bail!(
+                    "voxgate did not log its SIP and HTTP addresses within {START_TIMEOUT:?}:\n{}",
+                    tail(&log, 60)
+                );
             }
             let guard = lock_log(&log);
             let _ = log.1.wait_timeout(guard, Duration::from_millis(100));
@@ -202,7 +218,10 @@ impl Gateway {
 
     /// Sends SIGTERM (graceful drain) by PID.
     pub fn sigterm(&self) -> anyhow::Result<()> {
-        let st = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status()?;
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()?;
         anyhow::ensure!(st.success(), "kill -TERM {} failed", self.pid());
         Ok(())
     }
@@ -232,7 +251,10 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() || std::env::var_os("VOXGATE_TEST_ECHO").is_some() {
-            eprintln!("---- voxgate log (last 200 lines) ----\n{}\n----", tail(&self.log, 200));
+            eprintln!(
+                "---- voxgate log (last 200 lines) ----\n{}\n----",
+                tail(&self.log, 200)
+            );
         }
     }
 }
@@ -356,10 +378,15 @@ fn find_addrs(s: &str) -> Vec<(usize, SocketAddr)> {
         while let Some(i) = s[from..].find(prefix) {
             let start = from + i;
             let digits_start = start + prefix.len();
-            let digits: String = s[digits_start..].chars().take_while(|c| c.is_ascii_digit()).collect();
+            let digits: String = s[digits_start..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
             if let Ok(port) = digits.parse::<u16>() {
                 if port != 0 {
-                    if let Ok(a) = format!("{}{}", &s[start..digits_start], port).parse::<SocketAddr>() {
+                    if let Ok(a) =
+                        format!("{}{}", &s[start..digits_start], port).parse::<SocketAddr>()
+                    {
                         out.push((start, a));
                     }
                 }
@@ -390,7 +417,11 @@ impl PortBlockLock {
         for i in 0..Self::BLOCKS {
             let block = (start + i) % Self::BLOCKS;
             let path = dir.join(format!("block-{block}"));
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
                     use std::io::Write;
                     let _ = write!(f, "{}", std::process::id());
@@ -400,10 +431,15 @@ impl PortBlockLock {
                     // Take over a block whose owner process is gone.
                     let owner = std::fs::read_to_string(&path).unwrap_or_default();
                     let alive = owner.trim().parse::<u32>().is_ok_and(|pid| {
-                        pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+                        pid == std::process::id()
+                            || std::path::Path::new(&format!("/proc/{pid}")).exists()
                     });
                     if !alive && std::fs::remove_file(&path).is_ok() {
-                        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                        if let Ok(mut f) = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&path)
+                        {
                             use std::io::Write;
                             let _ = write!(f, "{}", std::process::id());
                             return Ok(Self { block, path });
@@ -444,27 +480,41 @@ mod tests {
         ]);
         assert_eq!(
             parse_listen_addrs(&l),
-            (Some("127.0.0.1:40123".parse().unwrap()), Some("127.0.0.1:40999".parse().unwrap()))
+            (
+                Some("127.0.0.1:40123".parse().expect("addr")),
+                Some("127.0.0.1:40999".parse().expect("addr"))
+            )
         );
     }
 
     #[test]
     fn parses_one_line_with_both_and_json() {
-        let l = lines(&[r#"{"level":"INFO","fields":{"message":"listening","sip":"127.0.0.1:5062","http":"127.0.0.1:8081"}}"#]);
+        let l = lines(&[
+            r#"{"level":"INFO","fields":{"message":"listening","sip":"127.0.0.1:5062","http":"127.0.0.1:8081"}}"#,
+        ]);
         assert_eq!(
             parse_listen_addrs(&l),
-            (Some("127.0.0.1:5062".parse().unwrap()), Some("127.0.0.1:8081".parse().unwrap()))
+            (
+                Some("127.0.0.1:5062".parse().expect("addr")),
+                Some("127.0.0.1:8081".parse().expect("addr"))
+            )
         );
         let l = lines(&["listening http_listen=127.0.0.1:8081 sip_listen=127.0.0.1:5062"]);
         assert_eq!(
             parse_listen_addrs(&l),
-            (Some("127.0.0.1:5062".parse().unwrap()), Some("127.0.0.1:8081".parse().unwrap()))
+            (
+                Some("127.0.0.1:5062".parse().expect("addr")),
+                Some("127.0.0.1:8081".parse().expect("addr"))
+            )
         );
     }
 
     #[test]
     fn ignores_unrelated_and_port_zero() {
-        let l = lines(&["config sip_listen=127.0.0.1:0 http_listen=127.0.0.1:0", "rtp bound 127.0.0.1:20000"]);
+        let l = lines(&[
+            "config sip_listen=127.0.0.1:0 http_listen=127.0.0.1:0",
+            "rtp bound 127.0.0.1:20000",
+        ]);
         assert_eq!(parse_listen_addrs(&l), (None, None));
     }
 

@@ -10,16 +10,23 @@ use anyhow::{bail, Context};
 
 /// `GET path` with `Connection: close`: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| format!("connect {addr}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     parse_response(&raw)
 }
 
 fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of HTTP headers")?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of HTTP headers")?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let body = &raw[split + 4..];
     let mut lines = head.split("\r\n");
@@ -33,14 +40,21 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").context("bad chunk header")?;
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("bad chunk header")?;
         let size_txt = String::from_utf8_lossy(&b[..eol]);
         let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
             .with_context(|| format!("bad chunk size {size_txt:?}"))?;
@@ -73,7 +87,9 @@ impl Metrics {
             }
             // The value follows the last space outside the label braces.
             let label_end = line.rfind('}').map(|i| i + 1).unwrap_or(0);
-            let Some(sp) = line[label_end..].find(' ').map(|i| i + label_end) else { continue };
+            let Some(sp) = line[label_end..].find(' ').map(|i| i + label_end) else {
+                continue;
+            };
             let key = line[..sp].trim().to_string();
             let value_txt = line[sp + 1..].split_whitespace().next().unwrap_or("");
             let value = match value_txt {
@@ -117,7 +133,9 @@ impl Metrics {
             .iter()
             .filter(|(k, _)| {
                 k.split('{').next() == Some(name)
-                    && labels.iter().all(|(lk, lv)| k.contains(&format!("{lk}=\"{lv}\"")))
+                    && labels
+                        .iter()
+                        .all(|(lk, lv)| k.contains(&format!("{lk}=\"{lv}\"")))
             })
             .map(|(_, v)| v)
             .sum()
@@ -137,8 +155,14 @@ impl Metrics {
             if k.split('{').next() != Some(bucket.as_str()) {
                 continue;
             }
-            let Some(le) = k.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else { continue };
-            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) };
+            let Some(le) = k.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+                continue;
+            };
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::INFINITY)
+            };
             let e = buckets.entry(bound.to_bits()).or_insert((bound, 0.0));
             e.1 += v;
         }
@@ -168,11 +192,20 @@ impl Histogram {
             .buckets
             .iter()
             .map(|(b, c)| {
-                let before = earlier.buckets.iter().find(|(eb, _)| eb == b).map(|(_, c)| *c).unwrap_or(0.0);
+                let before = earlier
+                    .buckets
+                    .iter()
+                    .find(|(eb, _)| eb == b)
+                    .map(|(_, c)| *c)
+                    .unwrap_or(0.0);
                 (*b, c - before)
             })
             .collect();
-        Histogram { buckets, count: self.count - earlier.count, sum: self.sum - earlier.sum }
+        Histogram {
+            buckets,
+            count: self.count - earlier.count,
+            sum: self.sum - earlier.sum,
+        }
     }
 
     /// The quantile `q` (0..1) by linear interpolation inside the bucket
@@ -226,7 +259,10 @@ voxgate_rtp_pacing_jitter_ms_bucket{le=\"+Inf\"} 100\n\
         let m = Metrics::parse(TEXT);
         assert_eq!(m.sum("voxgate_rtp_packets_rx_total"), Some(1234.0));
         assert_eq!(m.value("voxgate_sip_responses_total"), 4.0);
-        assert_eq!(m.with_labels("voxgate_sip_responses_total", &[("status", "488")]), 1.0);
+        assert_eq!(
+            m.with_labels("voxgate_sip_responses_total", &[("status", "488")]),
+            1.0
+        );
         assert_eq!(m.sum("voxgate_nope"), None);
     }
 
@@ -244,7 +280,8 @@ voxgate_rtp_pacing_jitter_ms_bucket{le=\"+Inf\"} 100\n\
 
     #[test]
     fn parses_plain_and_chunked_responses() {
-        let (s, b) = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").expect("plain");
+        let (s, b) =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").expect("plain");
         assert_eq!((s, b.as_str()), (200, "ok"));
         let (s, b) =
             parse_response(b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")

@@ -80,7 +80,11 @@ pub fn pcap_dir() -> anyhow::Result<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|d| d.join("g711a.pcap").is_file())
-        .ok_or_else(|| anyhow::anyhow!("sip-tester pcaps not found (run `make deps`); looked in {candidates:?}"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "sip-tester pcaps not found (run `make deps`); looked in {candidates:?}"
+            )
+        })
 }
 
 /// A free UDP port on 127.0.0.1, as the kernel hands out ephemeral ports.
@@ -122,7 +126,11 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let name = format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{prefix}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         let path = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&path)?;
         Ok(Self { path })
@@ -192,16 +200,28 @@ pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) -> anyhow::Result<()> 
 /// channel only) and its sample rate.
 pub fn read_wav(path: &Path) -> anyhow::Result<(u32, Vec<i16>)> {
     let bytes = std::fs::read(path)?;
-    anyhow::ensure!(bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE", "not a WAV file");
+    anyhow::ensure!(
+        bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE",
+        "not a WAV file"
+    );
     let mut pos = 12;
     let mut rate = 0u32;
     let mut channels = 1usize;
     while pos + 8 <= bytes.len() {
         let id = &bytes[pos..pos + 4];
-        let len = u32::from_le_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]) as usize;
+        let len = u32::from_le_bytes([
+            bytes[pos + 4],
+            bytes[pos + 5],
+            bytes[pos + 6],
+            bytes[pos + 7],
+        ]) as usize;
         let body_start = pos + 8;
         // A writer killed before closing leaves 0 (or -1) as the data size.
-        let len = if id == b"data" && (len == 0 || len == u32::MAX as usize) { bytes.len() - body_start } else { len };
+        let len = if id == b"data" && (len == 0 || len == u32::MAX as usize) {
+            bytes.len() - body_start
+        } else {
+            len
+        };
         let body_end = (body_start + len).min(bytes.len());
         let body = &bytes[body_start..body_end];
         if id == b"fmt " && body.len() >= 16 {

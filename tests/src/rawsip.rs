@@ -23,10 +23,16 @@ impl RawResponse {
     /// The first header named `name` (case-insensitive, compact forms not
     /// expanded).
     pub fn header(&self, name: &str) -> Option<String> {
-        self.text.split("\r\n").skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
+        self.text
+            .split("\r\n")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
     }
 }
 
@@ -53,7 +59,11 @@ impl RawSip {
         let port = self.local_port();
         let call_id = format!("raw-{}-{}-{port}@127.0.0.1", std::process::id(), self.n);
         let body = sdp.unwrap_or("");
-        let ctype = if sdp.is_some() { "Content-Type: application/sdp\r\n" } else { "" };
+        let ctype = if sdp.is_some() {
+            "Content-Type: application/sdp\r\n"
+        } else {
+            ""
+        };
         let msg = format!(
             "{method} sip:1000@{t} SIP/2.0\r\n\
              Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-raw-{n}-{pid};rport\r\n\
@@ -84,7 +94,9 @@ impl RawSip {
             if left.is_zero() {
                 return out;
             }
-            let _ = self.sock.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let _ = self
+                .sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
             match self.sock.recv_from(&mut buf) {
                 Ok((n, _)) => {
                     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -105,7 +117,11 @@ impl RawSip {
     /// Sends OPTIONS and waits up to `timeout` for its final response.
     pub fn options(&mut self, timeout: Duration) -> anyhow::Result<Option<RawResponse>> {
         let id = self.send_request("OPTIONS", None)?;
-        Ok(self.responses(timeout, Some(&id)).into_iter().rev().find(|r| r.status >= 200 && r.text.contains(&id)))
+        Ok(self
+            .responses(timeout, Some(&id))
+            .into_iter()
+            .rev()
+            .find(|r| r.status >= 200 && r.text.contains(&id)))
     }
 }
 

@@ -43,7 +43,14 @@ struct SeqTrack {
 impl SeqTrack {
     fn on_packet(&mut self, seq: u16) {
         if !self.started {
-            *self = SeqTrack { ssrc: self.ssrc, base: u64::from(seq), max_ext: u64::from(seq), last: seq, started: true, ..Default::default() };
+            *self = SeqTrack {
+                ssrc: self.ssrc,
+                base: u64::from(seq),
+                max_ext: u64::from(seq),
+                last: seq,
+                started: true,
+                ..Default::default()
+            };
             self.received = 1;
             return;
         }
@@ -59,7 +66,11 @@ impl SeqTrack {
     }
 
     fn expected(&self) -> u64 {
-        if self.started { self.max_ext - self.base + 1 } else { 0 }
+        if self.started {
+            self.max_ext - self.base + 1
+        } else {
+            0
+        }
     }
 }
 
@@ -84,7 +95,10 @@ impl RtpPeerBank {
     /// Binds `n` sockets on ephemeral ports of 127.0.0.1. Each sends for
     /// `send_for` after it latched.
     pub fn start(n: usize, send_for: Duration) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut ports = Vec::with_capacity(n);
         let mut stats = Vec::with_capacity(n);
@@ -102,7 +116,12 @@ impl RtpPeerBank {
                 }
             });
         }
-        Ok(Self { ports, stats, stop, runtime: Some(runtime) })
+        Ok(Self {
+            ports,
+            stats,
+            stop,
+            runtime: Some(runtime),
+        })
     }
 
     pub fn ports(&self) -> &[u16] {
@@ -151,7 +170,13 @@ fn runtime_socket(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s)
 }
 
-async fn endpoint(sock: UdpSocket, st: Arc<Mutex<EndpointStats>>, stop: Arc<AtomicBool>, ssrc: u32, send_for: Duration) {
+async fn endpoint(
+    sock: UdpSocket,
+    st: Arc<Mutex<EndpointStats>>,
+    stop: Arc<AtomicBool>,
+    ssrc: u32,
+    send_for: Duration,
+) {
     let mut buf = [0u8; 2048];
     let mut remote: Option<SocketAddr> = None;
     let mut send_until = None;
@@ -233,12 +258,14 @@ mod tests {
     fn bank_latches_and_echoes() {
         let bank = RtpPeerBank::start(2, Duration::from_millis(300)).expect("bank");
         let gw = std::net::UdpSocket::bind("127.0.0.1:0").expect("gw");
-        gw.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        gw.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
         let mut p = [0u8; 172];
         p[0] = 0x80;
         for seq in [1u16, 2, 4] {
             p[2..4].copy_from_slice(&seq.to_be_bytes());
-            gw.send_to(&p, ("127.0.0.1", bank.ports()[0])).expect("send");
+            gw.send_to(&p, ("127.0.0.1", bank.ports()[0]))
+                .expect("send");
         }
         let mut got = 0;
         let mut buf = [0u8; 2048];
@@ -251,7 +278,7 @@ mod tests {
         assert_eq!(s.rx_packets, 3);
         assert_eq!(s.rx_expected, 4);
         assert_eq!(s.rx_lost, 1);
-        assert!(got >= 10 && got <= 17, "sent {got} in 300 ms");
+        assert!((10..=17).contains(&got), "sent {got} in 300 ms");
         assert_eq!(s.tx_packets, got);
     }
 }

@@ -53,7 +53,12 @@ impl SippRun {
     /// Panics with the error log and the message trace if sipp failed.
     #[track_caller]
     pub fn assert_success(&self) {
-        assert!(self.success(), "sipp failed (exit {:?})\n{}", self.code, self.report());
+        assert!(
+            self.success(),
+            "sipp failed (exit {:?})\n{}",
+            self.code,
+            self.report()
+        );
     }
 
     /// The error log, stderr and the message trace, for assertion messages.
@@ -114,7 +119,11 @@ impl Sipp {
     /// the gateway's SIP address and must be on 127.0.0.1.
     pub fn new(scenario: &str, target: SocketAddr) -> Self {
         let p = Path::new(scenario);
-        let scenario = if p.is_absolute() { p.to_path_buf() } else { crate::sipp_dir().join(scenario) };
+        let scenario = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            crate::sipp_dir().join(scenario)
+        };
         Self {
             scenario,
             target,
@@ -182,7 +191,11 @@ impl Sipp {
         } else {
             text
         };
-        let name = self.scenario.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .scenario
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let scen = work.path().join(&name);
         std::fs::write(&scen, text)?;
         let local_port = match self.local_port {
@@ -200,7 +213,15 @@ impl Sipp {
             .arg(format!("127.0.0.1:{}", self.target.port()))
             .arg("-sf")
             .arg(&scen)
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-t", "u1", "-nostdin"])
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-mi",
+                "127.0.0.1",
+                "-t",
+                "u1",
+                "-nostdin",
+            ])
             .arg("-p")
             .arg(local_port.to_string())
             .arg("-mp")
@@ -219,7 +240,10 @@ impl Sipp {
         for (k, v) in &self.keys {
             cmd.arg("-key").arg(k).arg(v);
         }
-        cmd.args(&self.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let started = Instant::now();
         let out = cmd.output().context("running sipp")?;
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();

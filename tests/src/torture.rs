@@ -22,7 +22,9 @@ pub fn rewrite(msg: &[u8], reply_port: u16) -> Vec<u8> {
     }
     // Content-Length: only a single, numeric, uncompacted-or-compact value is
     // adjusted; malformed ones (negative, repeated) are left as the test wants.
-    let cl_lines: Vec<usize> = (1..lines.len()).filter(|&i| header_name_is(&lines[i], &["content-length", "l"])).collect();
+    let cl_lines: Vec<usize> = (1..lines.len())
+        .filter(|&i| header_name_is(&lines[i], &["content-length", "l"]))
+        .collect();
     if cl_lines.len() == 1 {
         let i = cl_lines[0];
         if let Some(orig) = header_value(&lines[i]).and_then(|v| v.trim().parse::<usize>().ok()) {
@@ -69,8 +71,12 @@ fn split_crlf(b: &[u8]) -> Vec<&[u8]> {
 }
 
 fn header_name_is(line: &[u8], names: &[&str]) -> bool {
-    let Some(colon) = line.iter().position(|&b| b == b':') else { return false };
-    let name = String::from_utf8_lossy(&line[..colon]).trim().to_ascii_lowercase();
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let name = String::from_utf8_lossy(&line[..colon])
+        .trim()
+        .to_ascii_lowercase();
     !line.first().is_some_and(|b| *b == b' ' || *b == b'\t') && names.contains(&name.as_str())
 }
 
@@ -119,13 +125,18 @@ pub fn rewrite_hosts(b: &[u8]) -> Vec<u8> {
 fn is_ipv4(t: &[u8]) -> bool {
     let s = String::from_utf8_lossy(t);
     let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
 }
 
 fn is_named_host(t: &[u8]) -> bool {
     let s = String::from_utf8_lossy(t).to_ascii_lowercase();
     match s.rsplit_once('.') {
-        Some((left, tld)) => !left.is_empty() && TLDS.contains(&tld) && left.bytes().any(|c| c.is_ascii_alphabetic()),
+        Some((left, tld)) => {
+            !left.is_empty() && TLDS.contains(&tld) && left.bytes().any(|c| c.is_ascii_alphabetic())
+        }
         None => false,
     }
 }
@@ -139,7 +150,10 @@ fn point_at_port(line: &[u8], port: u16) -> Vec<u8> {
         if line[i..].starts_with(needle) {
             out.extend_from_slice(needle);
             i += needle.len();
-            if i < line.len() && line[i] == b':' && line.get(i + 1).is_some_and(|c| c.is_ascii_digit()) {
+            if i < line.len()
+                && line[i] == b':'
+                && line.get(i + 1).is_some_and(|c| c.is_ascii_digit())
+            {
                 i += 1;
                 while i < line.len() && line[i].is_ascii_digit() {
                     i += 1;
@@ -176,7 +190,10 @@ mod tests {
         let s = String::from_utf8_lossy(&r);
         assert!(!s.contains("192.0.2"), "{s}");
         assert!(!s.contains("example"), "{s}");
-        assert!(s.contains("Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK1"), "{s}");
+        assert!(
+            s.contains("Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK1"),
+            "{s}"
+        );
         assert!(s.starts_with("INVITE sip:user@127.0.0.1 SIP/2.0"), "{s}");
         // 24 bytes of body: rewritten body is "c=IN IP4 127.0.0.1\r\nm=x" = 23.
         assert!(s.contains("Content-Length: 23\r\n"), "{s}");
@@ -197,7 +214,10 @@ mod tests {
     fn leaves_other_tokens() {
         let s = rewrite_hosts(b"Content-Type: application/sdp; x=1.2 SIP/2.0 a.b end.");
         assert_eq!(s, b"Content-Type: application/sdp; x=1.2 SIP/2.0 a.b end.");
-        assert_eq!(response_status(b"SIP/2.0 405 Method Not Allowed\r\n"), Some(405));
+        assert_eq!(
+            response_status(b"SIP/2.0 405 Method Not Allowed\r\n"),
+            Some(405)
+        );
         assert_eq!(response_status(b"OPTIONS sip:x SIP/2.0\r\n"), None);
     }
 
@@ -216,7 +236,14 @@ mod tests {
             n += 1;
             let out = rewrite(&std::fs::read(&p).expect("read"), 5555);
             let s = String::from_utf8_lossy(&out).to_ascii_lowercase();
-            for bad in ["192.0.2.", "example.", "10.0.0.1", "255.255.255.255", "135.180.", "192.168."] {
+            for bad in [
+                "192.0.2.",
+                "example.",
+                "10.0.0.1",
+                "255.255.255.255",
+                "135.180.",
+                "192.168.",
+            ] {
                 assert!(!s.contains(bad), "{} still contains {bad}", p.display());
             }
         }

@@ -36,8 +36,9 @@ fn expectation(name: &str) -> Option<Expect> {
         // 3.1.2 invalid
         "badvers" => IfAnswered(&[505]),
         "scalarlg" | "bigcode" => Silence,
-        "badinv01" | "clerr" | "ncl" | "scalar02" | "quotbal" | "ltgtruri" | "lwsruri" | "lwsstart" | "trws"
-        | "escruri" | "baddate" | "regbadct" | "badaspec" | "baddn" | "mismatch01" | "mismatch02" => NotAccepted,
+        "badinv01" | "clerr" | "ncl" | "scalar02" | "quotbal" | "ltgtruri" | "lwsruri"
+        | "lwsstart" | "trws" | "escruri" | "baddate" | "regbadct" | "badaspec" | "baddn"
+        | "mismatch01" | "mismatch02" => NotAccepted,
         // 3.2
         "badbranch" => Final(&[200]),
         // 3.3 application layer
@@ -62,7 +63,9 @@ fn check(name: &str, statuses: &[u16]) -> Result<(), String> {
     let finals: Vec<u16> = statuses.iter().copied().filter(|s| *s >= 200).collect();
     let last_final = finals.last().copied();
     let bad = |why: &str| Err(format!("{name}: {why}; got {statuses:?}"));
-    let Some(expect) = expectation(name) else { return bad("no expectation for this file") };
+    let Some(expect) = expectation(name) else {
+        return bad("no expectation for this file");
+    };
     match expect {
         Expect::Answered if statuses.is_empty() => bad("expected an answer"),
         Expect::Answered => Ok(()),
@@ -101,7 +104,12 @@ fn torture_messages_over_udp() {
         .filter(|p| p.extension().and_then(|x| x.to_str()) == Some("dat"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 49, "the 49 RFC 4475 messages in {}", dir.display());
+    assert_eq!(
+        files.len(),
+        49,
+        "the 49 RFC 4475 messages in {}",
+        dir.display()
+    );
 
     let mut gw = Gateway::start_with(GatewayOptions {
         env: vec![
@@ -120,7 +128,10 @@ fn torture_messages_over_udp() {
         .map(|path| {
             let path = path.clone();
             std::thread::spawn(move || {
-                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let raw = RawSip::new(target).expect("socket");
                 let msg = rewrite(&std::fs::read(&path).expect("read"), raw.local_port());
                 raw.send_raw(&msg).expect("send");
@@ -146,11 +157,24 @@ fn torture_messages_over_udp() {
         }
     }
 
-    assert!(gw.is_alive(), "voxgate died during the torture test:\n{}", gw.log_text());
+    assert!(
+        gw.is_alive(),
+        "voxgate died during the torture test:\n{}",
+        gw.log_text()
+    );
     let mut probe = RawSip::new(target).expect("socket");
     let ok = probe.options(Duration::from_secs(3)).expect("options");
-    assert_eq!(ok.as_ref().map(|r| r.status), Some(200), "OPTIONS after the torture messages");
-    assert!(problems.is_empty(), "{} torture messages mishandled:\n{}", problems.len(), problems.join("\n"));
+    assert_eq!(
+        ok.as_ref().map(|r| r.status),
+        Some(200),
+        "OPTIONS after the torture messages"
+    );
+    assert!(
+        problems.is_empty(),
+        "{} torture messages mishandled:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -162,11 +186,20 @@ fn expectations_cover_every_message() {
         if p.extension().and_then(|x| x.to_str()) != Some("dat") {
             continue;
         }
-        let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let expect = expectation(&name).unwrap_or_else(|| panic!("{name} has no expectation"));
         // `check` itself must reject a silent gateway for the must-answer ones.
-        if matches!(expect, Expect::Answered | Expect::Final(_) | Expect::Refused) {
-            assert!(check(&name, &[]).is_err(), "{name} would pass without any answer");
+        if matches!(
+            expect,
+            Expect::Answered | Expect::Final(_) | Expect::Refused
+        ) {
+            assert!(
+                check(&name, &[]).is_err(),
+                "{name} would pass without any answer"
+            );
         }
     }
     assert!(check("bext01", &[100, 200]).is_err());

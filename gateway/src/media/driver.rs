@@ -341,8 +341,7 @@ impl Driver {
 
     fn handle_timers(&mut self, now: Instant) {
         let mut ticked = false;
-        loop {
-            let Some(tick) = self.run.as_mut().and_then(|r| r.pacer.poll_tick(now)) else { break };
+        while let Some(tick) = self.run.as_mut().and_then(|r| r.pacer.poll_tick(now)) {
             self.send_tick(tick);
             ticked = true;
         }

@@ -278,7 +278,7 @@ impl MediaSession {
     /// progress. Its end is reported as [`MediaEvent::PlaybackFinished`].
     pub fn start_playback(&self, source: Box<dyn FrameSource>) -> Result<PlaybackId, MediaError> {
         let rate = source.sample_rate();
-        if rate == 0 || rate % MEDIA_SAMPLE_RATE != 0 {
+        if rate == 0 || !rate.is_multiple_of(MEDIA_SAMPLE_RATE) {
             return Err(MediaError::UnsupportedSampleRate(rate));
         }
         let id = self.next_playback.fetch_add(1, Ordering::Relaxed);

@@ -122,7 +122,7 @@ impl RtpReceiver {
         } else {
             let ext = self.extend(seq);
             let delta = ext as i64 - self.max_ext_seq as i64;
-            if delta > MAX_DROPOUT || delta < -MAX_DROPOUT {
+            if !(-MAX_DROPOUT..=MAX_DROPOUT).contains(&delta) {
                 if self.probation_seq == Some(seq.wrapping_sub(1)) {
                     // Two packets in a row agree: the sender restarted its
                     // sequence. Resynchronise on this one.

@@ -74,7 +74,11 @@ fn drops(name: &str) {
 fn wsinv_parses() {
     let req = passes_request("wsinv");
     assert_eq!(req.method, rsipstack::sip::Method::Invite);
-    assert!(req.call_id_header().map(|c| c.value().contains("0ha0isndaksdj")).unwrap_or(false));
+    assert_eq!(req.call_id_header().map(|c| c.value().to_string()).ok().as_deref(), Some("wsinv.ndaksdj@192.0.2.1"));
+    // rsipstack reads the tags only once the guard removed the LWS.
+    assert_eq!(req.from_header().and_then(|f| f.tag()).ok().flatten().map(|t| t.to_string()).as_deref(), Some("98asjd8"));
+    assert_eq!(req.to_header().and_then(|f| f.tag()).ok().flatten().map(|t| t.to_string()).as_deref(), Some("1918181833n"));
+    assert_eq!(req.cseq_header().and_then(|c| c.seq()).ok(), Some(9));
     assert!(!req.body.is_empty());
 }
 

@@ -51,7 +51,10 @@ fn parse_args() -> anyhow::Result<Opts> {
     };
     let mut args = std::env::args().skip(1);
     let list = |s: String| -> anyhow::Result<Vec<u32>> {
-        s.split(',').filter(|x| !x.is_empty()).map(|x| x.trim().parse().context("bad number")).collect()
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| x.trim().parse().context("bad number"))
+            .collect()
     };
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -118,7 +121,12 @@ fn sample(pid: u32, tck: f64) -> anyhow::Result<ProcSample> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    Ok(ProcSample { at: Instant::now(), cpu_s: (utime + stime) / tck, rss_kb: kb("VmRSS:"), hwm_kb: kb("VmHWM:") })
+    Ok(ProcSample {
+        at: Instant::now(),
+        cpu_s: (utime + stime) / tck,
+        rss_kb: kb("VmRSS:"),
+        hwm_kb: kb("VmHWM:"),
+    })
 }
 
 fn cpu_percent(a: &ProcSample, b: &ProcSample) -> f64 {
@@ -153,7 +161,11 @@ impl Sink {
                 }
             }
         });
-        Ok(Self { port, stop, packets })
+        Ok(Self {
+            port,
+            stop,
+            packets,
+        })
     }
 }
 
@@ -202,7 +214,17 @@ fn run_sipp(
         .arg(format!("127.0.0.1:{}", gw.sip_addr().port()))
         .arg("-sf")
         .arg(&scen)
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-t", "u1", "-nostdin", "-s", "1000"])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-t",
+            "u1",
+            "-nostdin",
+            "-s",
+            "1000",
+        ])
         .arg("-p")
         .arg(port.to_string())
         .arg("-inf")
@@ -233,19 +255,35 @@ fn run_sipp(
 
 fn parse_stat_csv(text: &str) -> SippStats {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else { return SippStats::default() };
-    let Some(last) = lines.last() else { return SippStats::default() };
+    let Some(header) = lines.next() else {
+        return SippStats::default();
+    };
+    let Some(last) = lines.last() else {
+        return SippStats::default();
+    };
     let cols: Vec<&str> = header.split(';').collect();
     let vals: Vec<&str> = last.split(';').collect();
-    let get = |name: &str| cols.iter().position(|c| *c == name).and_then(|i| vals.get(i)).map(|v| v.trim());
+    let get = |name: &str| {
+        cols.iter()
+            .position(|c| *c == name)
+            .and_then(|i| vals.get(i))
+            .map(|v| v.trim())
+    };
     let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // ElapsedTime(C) is "HH:MM:SS:FFF..." in sipp's CSV; the fraction's
     // digit count gives its scale.
     let elapsed_s = get("ElapsedTime(C)")
         .map(|v| {
             let p: Vec<&str> = v.split(':').collect();
-            let n = |i: usize| p.get(i).and_then(|x| x.trim().parse::<f64>().ok()).unwrap_or(0.0);
-            let frac = p.get(3).map(|f| n(3) / 10f64.powi(f.trim().len() as i32)).unwrap_or(0.0);
+            let n = |i: usize| {
+                p.get(i)
+                    .and_then(|x| x.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let frac = p
+                .get(3)
+                .map(|f| n(3) / 10f64.powi(f.trim().len() as i32))
+                .unwrap_or(0.0);
             n(0) * 3600.0 + n(1) * 60.0 + n(2) + frac
         })
         .unwrap_or(0.0);
@@ -255,14 +293,19 @@ fn parse_stat_csv(text: &str) -> SippStats {
         successful: num("SuccessfulCall(C)"),
         failed: num("FailedCall(C)"),
         elapsed_s,
-        call_rate: get("CallRate(C)").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        call_rate: get("CallRate(C)")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
     }
 }
 
 fn wait_idle(gw: &Gateway, timeout: Duration) -> f64 {
     let deadline = Instant::now() + timeout;
     loop {
-        let active = gw.metrics().map(|m| m.value("voxgate_calls_active")).unwrap_or(-1.0);
+        let active = gw
+            .metrics()
+            .map(|m| m.value("voxgate_calls_active"))
+            .unwrap_or(-1.0);
         if active == 0.0 || Instant::now() >= deadline {
             return active;
         }
@@ -271,12 +314,28 @@ fn wait_idle(gw: &Gateway, timeout: Duration) -> f64 {
 }
 
 fn quantiles(h: &Histogram) -> Value {
-    let q = |x: f64| h.quantile(x).map(|v| if v.is_finite() { json!(v) } else { json!("+Inf") }).unwrap_or(Value::Null);
+    let q = |x: f64| {
+        h.quantile(x)
+            .map(|v| {
+                if v.is_finite() {
+                    json!(v)
+                } else {
+                    json!("+Inf")
+                }
+            })
+            .unwrap_or(Value::Null)
+    };
     json!({ "observations": h.count, "p50_ms": q(0.5), "p99_ms": q(0.99),
             "mean_ms": if h.count > 0.0 { json!(h.sum / h.count) } else { Value::Null } })
 }
 
-fn cps_phase(gw: &Gateway, o: &Opts, work: &Path, tck: f64, deadline: Instant) -> anyhow::Result<Value> {
+fn cps_phase(
+    gw: &Gateway,
+    o: &Opts,
+    work: &Path,
+    tck: f64,
+    deadline: Instant,
+) -> anyhow::Result<Value> {
     let sink = Sink::start()?;
     let mut steps = Vec::new();
     let mut best = 0.0f64;
@@ -289,7 +348,16 @@ fn cps_phase(gw: &Gateway, o: &Opts, work: &Path, tck: f64, deadline: Instant) -
         let calls = rate * o.cps_step_s;
         let before = sample(gw.pid(), tck)?;
         let m0 = gw.metrics()?;
-        let st = run_sipp(gw, work, &[sink.port], rate, calls, 500, need, &format!("cps{rate}"))?;
+        let st = run_sipp(
+            gw,
+            work,
+            &[sink.port],
+            rate,
+            calls,
+            500,
+            need,
+            &format!("cps{rate}"),
+        )?;
         let after = sample(gw.pid(), tck)?;
         let m1 = gw.metrics()?;
         let left = wait_idle(gw, Duration::from_secs(10));
@@ -310,7 +378,10 @@ fn cps_phase(gw: &Gateway, o: &Opts, work: &Path, tck: f64, deadline: Instant) -
             "rate_limited": m1.value("voxgate_sip_rate_limited_total") - m0.value("voxgate_sip_rate_limited_total"),
             "calls_active_after_10s": left,
         }));
-        eprintln!("bench: cps {rate}: {}", steps.last().map(|s| s.to_string()).unwrap_or_default());
+        eprintln!(
+            "bench: cps {rate}: {}",
+            steps.last().map(|s| s.to_string()).unwrap_or_default()
+        );
         if !ok && st.successful < u64::from(calls) * 9 / 10 {
             break; // far past the limit; higher steps only cost time
         }
@@ -322,7 +393,13 @@ fn cps_phase(gw: &Gateway, o: &Opts, work: &Path, tck: f64, deadline: Instant) -
     }))
 }
 
-fn concurrent_phase(gw: &Gateway, o: &Opts, work: &Path, tck: f64, deadline: Instant) -> anyhow::Result<Value> {
+fn concurrent_phase(
+    gw: &Gateway,
+    o: &Opts,
+    work: &Path,
+    tck: f64,
+    deadline: Instant,
+) -> anyhow::Result<Value> {
     let mut steps = Vec::new();
     let mut best = 0u64;
     let mut pacing_at_best = Value::Null;
@@ -335,7 +412,10 @@ fn concurrent_phase(gw: &Gateway, o: &Opts, work: &Path, tck: f64, deadline: Ins
             continue;
         }
         let idle = sample(gw.pid(), tck)?;
-        let bank = RtpPeerBank::start(n as usize, Duration::from_millis(hold_ms.saturating_sub(1000)))?;
+        let bank = RtpPeerBank::start(
+            n as usize,
+            Duration::from_millis(hold_ms.saturating_sub(1000)),
+        )?;
         let ports = bank.ports().to_vec();
         let m_start = gw.metrics()?;
         let work2 = work.to_path_buf();
@@ -349,25 +429,52 @@ fn concurrent_phase(gw: &Gateway, o: &Opts, work: &Path, tck: f64, deadline: Ins
             let w0 = sample(gw.pid(), tck)?;
             let m0 = gw.metrics()?;
             let active0 = m0.value("voxgate_calls_active");
-            std::thread::sleep(Duration::from_secs(u64::from(o.steady_s).saturating_sub(1).max(1)));
+            std::thread::sleep(Duration::from_secs(
+                u64::from(o.steady_s).saturating_sub(1).max(1),
+            ));
             let w1 = sample(gw.pid(), tck)?;
             let m1 = gw.metrics()?;
-            let st = h.join().map_err(|_| anyhow::anyhow!("sipp thread panicked"))??;
+            let st = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("sipp thread panicked"))??;
             std::thread::sleep(Duration::from_millis(500));
             let m_end = gw.metrics()?;
             let peers = bank.stop();
             let left = wait_idle(gw, Duration::from_secs(15));
 
-            let pacing = m1.histogram("voxgate_rtp_pacing_jitter_ms").delta(&m0.histogram("voxgate_rtp_pacing_jitter_ms"));
-            let gw_rx = m_end.value("voxgate_rtp_packets_rx_total") - m_start.value("voxgate_rtp_packets_rx_total");
-            let gw_lost = m_end.value("voxgate_rtp_packets_lost_total") - m_start.value("voxgate_rtp_packets_lost_total");
-            let gw_tx = m_end.value("voxgate_rtp_packets_tx_total") - m_start.value("voxgate_rtp_packets_tx_total");
+            let pacing = m1
+                .histogram("voxgate_rtp_pacing_jitter_ms")
+                .delta(&m0.histogram("voxgate_rtp_pacing_jitter_ms"));
+            let gw_rx = m_end.value("voxgate_rtp_packets_rx_total")
+                - m_start.value("voxgate_rtp_packets_rx_total");
+            let gw_lost = m_end.value("voxgate_rtp_packets_lost_total")
+                - m_start.value("voxgate_rtp_packets_lost_total");
+            let gw_tx = m_end.value("voxgate_rtp_packets_tx_total")
+                - m_start.value("voxgate_rtp_packets_tx_total");
             let in_missing = (peers.tx_packets as f64 - gw_rx).max(0.0);
-            let in_loss = if peers.tx_packets > 0 { in_missing / peers.tx_packets as f64 } else { 0.0 };
-            let out_loss = if peers.rx_expected > 0 { peers.rx_lost as f64 / peers.rx_expected as f64 } else { 0.0 };
-            let streaming = peers.latched == u64::from(n) && peers.tx_packets > 0 && peers.rx_packets > 0;
-            let ok = st.failed == 0 && st.successful == u64::from(n) && streaming && peers.rx_lost == 0 && in_missing == 0.0 && gw_lost == 0.0;
-            let per_call_kb = if active0 > 0.0 { (w1.rss_kb as f64 - idle.rss_kb as f64) / active0 } else { 0.0 };
+            let in_loss = if peers.tx_packets > 0 {
+                in_missing / peers.tx_packets as f64
+            } else {
+                0.0
+            };
+            let out_loss = if peers.rx_expected > 0 {
+                peers.rx_lost as f64 / peers.rx_expected as f64
+            } else {
+                0.0
+            };
+            let streaming =
+                peers.latched == u64::from(n) && peers.tx_packets > 0 && peers.rx_packets > 0;
+            let ok = st.failed == 0
+                && st.successful == u64::from(n)
+                && streaming
+                && peers.rx_lost == 0
+                && in_missing == 0.0
+                && gw_lost == 0.0;
+            let per_call_kb = if active0 > 0.0 {
+                (w1.rss_kb as f64 - idle.rss_kb as f64) / active0
+            } else {
+                0.0
+            };
             let cpu = cpu_percent(&w0, &w1);
             Ok(json!({
                 "calls": n, "sipp": st, "calls_active_in_window": active0, "passed": ok,
@@ -391,7 +498,8 @@ fn concurrent_phase(gw: &Gateway, o: &Opts, work: &Path, tck: f64, deadline: Ins
             best = u64::from(n);
             pacing_at_best = result["pacing_jitter_ms"].clone();
         }
-        let failed_many = result["sipp"]["successful"].as_u64().unwrap_or(0) < u64::from(n) * 9 / 10;
+        let failed_many =
+            result["sipp"]["successful"].as_u64().unwrap_or(0) < u64::from(n) * 9 / 10;
         steps.push(result);
         if failed_many {
             break;
@@ -426,9 +534,10 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     })?;
     let idle = sample(gw.pid(), tck)?;
-    let cps = cps_phase(&gw, &o, work.path(), tck, deadline).unwrap_or_else(|e| json!({"error": e.to_string()}));
-    let concurrent =
-        concurrent_phase(&gw, &o, work.path(), tck, deadline).unwrap_or_else(|e| json!({"error": e.to_string()}));
+    let cps = cps_phase(&gw, &o, work.path(), tck, deadline)
+        .unwrap_or_else(|e| json!({"error": e.to_string()}));
+    let concurrent = concurrent_phase(&gw, &o, work.path(), tck, deadline)
+        .unwrap_or_else(|e| json!({"error": e.to_string()}));
     let end = sample(gw.pid(), tck)?;
     let version = Command::new(voxgate_tests::voxgate_bin())
         .arg("--version")
