@@ -98,6 +98,7 @@ impl CallHandler for DemoHandler {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::audio::AudioFrame;

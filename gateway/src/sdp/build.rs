@@ -70,6 +70,8 @@ fn local_codecs(local: &LocalMedia) -> Vec<Codec> {
     }
 }
 
+// `is_multiple_of` is newer than the workspace's rust-version (1.85).
+#[allow(clippy::manual_is_multiple_of)]
 fn valid_ptime(ms: u32) -> bool {
     PTIME_RANGE_MS.contains(&ms) && ms % 10 == 0
 }

@@ -778,5 +778,6 @@ fn stable_tag(call_id: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 #[path = "guard_tests.rs"]
 mod tests;

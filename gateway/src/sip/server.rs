@@ -314,7 +314,7 @@ async fn dispatch_transaction(shared: &Arc<Shared>, mut tx: Transaction) {
         let call = shared.calls.lock().ok().and_then(|c| c.get(&key).cloned());
         match call {
             Some(call) => {
-                if let Err(mpsc::error::SendError(CallInput::Request(mut tx))) = call.send(CallInput::Request(tx)) {
+                if let Err(mpsc::error::SendError(CallInput::Request(mut tx))) = call.send(CallInput::Request(Box::new(tx))) {
                     reply(shared, &mut tx, 481, &[]).await;
                 }
             }

@@ -30,7 +30,7 @@ pub(crate) enum CallInput {
     /// A message the transaction `TxId` delivered (ACK, CANCEL).
     TxMessage(TxId, SipMessage),
     /// A new in-dialog request.
-    Request(Transaction),
+    Request(Box<Transaction>),
     /// The server's drain timeout is over: end the call.
     Drain,
 }
@@ -259,6 +259,7 @@ impl Call {
             },
             CallInput::TxMessage(_, SipMessage::Response(_)) => {}
             CallInput::Request(tx) => {
+                let tx = *tx;
                 let id = self.next_tx;
                 self.next_tx += 1;
                 let method = tx.original.method;

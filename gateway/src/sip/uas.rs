@@ -442,5 +442,6 @@ impl Uas {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 #[path = "uas_tests.rs"]
 mod tests;

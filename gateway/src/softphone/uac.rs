@@ -109,6 +109,10 @@ async fn run_call(
         .with_cancel_token(cancel.child_token())
         .with_transport_layer(transport)
         .with_inspector(Box::new(ResponseRecorder(responses.clone())))
+        .with_option(rsipstack::transaction::endpoint::EndpointOption {
+            callid_suffix: Some(local_ip.to_string()),
+            ..Default::default()
+        })
         .build();
     let mut incoming = endpoint.incoming_transactions()?;
     let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));

@@ -258,7 +258,7 @@ fn parse_stat_csv(text: &str) -> SippStats {
     let Some(header) = lines.next() else {
         return SippStats::default();
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return SippStats::default();
     };
     let cols: Vec<&str> = header.split(';').collect();
