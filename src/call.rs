@@ -24,7 +24,10 @@ pub fn options(args: &CallArgs) -> CallOptions {
     o.record = args.record.clone();
     o.hangup_after = args.hangup_after;
     o.credentials = match (&args.username, &args.password) {
-        (Some(u), Some(p)) => Some(Credentials { username: u.clone(), password: p.clone() }),
+        (Some(u), Some(p)) => Some(Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        }),
         _ => None,
     };
     o.codec = match args.codec {
@@ -51,7 +54,10 @@ pub async fn run(args: CallArgs) -> i32 {
         }
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "target": args.target, "error": e.to_string() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "target": args.target, "error": e.to_string() })
+                );
             }
             eprintln!("voxgate call: {e}");
             exit::SOFTWARE
@@ -75,11 +81,25 @@ fn print_summary(s: &CallSummary, json: bool) {
     println!("call {} -> {disposition}", s.target);
     println!("  responses: {:?}", s.responses);
     if s.answered() {
-        println!("  codec: {}  duration: {} ms  hangup: {:?}", s.codec.unwrap_or("?"), s.duration_ms, s.hangup_by);
+        println!(
+            "  codec: {}  duration: {} ms  hangup: {:?}",
+            s.codec.unwrap_or("?"),
+            s.duration_ms,
+            s.hangup_by
+        );
         println!(
             "  rtp: sent {} received {} lost {} jitter {:.1} ms, {} non-silent frames",
-            s.rtp.packets_sent, s.rtp.packets_received, s.rtp.packets_lost, s.rtp.jitter_ms, s.rtp.non_silent_frames_received
+            s.rtp.packets_sent,
+            s.rtp.packets_received,
+            s.rtp.packets_lost,
+            s.rtp.jitter_ms,
+            s.rtp.non_silent_frames_received
         );
-        println!("  dtmf sent: {:?} ({:?})  received: {:?}", s.dtmf_sent, s.dtmf_mode, s.received_digits());
+        println!(
+            "  dtmf sent: {:?} ({:?})  received: {:?}",
+            s.dtmf_sent,
+            s.dtmf_mode,
+            s.received_digits()
+        );
     }
 }

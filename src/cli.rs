@@ -61,7 +61,9 @@ impl ConfigArgs {
 
     /// `--config`, else `VOXGATE_CONFIG`.
     pub fn config_file(&self) -> Option<PathBuf> {
-        self.config.clone().or_else(|| std::env::var_os(env::CONFIG).map(PathBuf::from))
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os(env::CONFIG).map(PathBuf::from))
     }
 }
 

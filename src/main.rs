@@ -43,7 +43,11 @@ fn run(cli: Cli) -> i32 {
             print!("{}", config::DEFAULTS_TOML);
             exit::OK
         }
-        Command::Config(ConfigCommand::Check { print, config, file }) => {
+        Command::Config(ConfigCommand::Check {
+            print,
+            config,
+            file,
+        }) => {
             let path = file.or_else(|| config.config_file());
             match config::load_from_process_env(path.as_deref(), &config.flags()) {
                 Ok(cfg) => {
@@ -61,7 +65,10 @@ fn run(cli: Cli) -> i32 {
         }
         Command::Serve(args) => {
             // Config is read and validated before any runtime or socket.
-            let cfg = match config::load_from_process_env(args.config.config_file().as_deref(), &args.config.flags()) {
+            let cfg = match config::load_from_process_env(
+                args.config.config_file().as_deref(),
+                &args.config.flags(),
+            ) {
                 Ok(cfg) => cfg,
                 Err(e) => {
                     eprintln!("voxgate: bad configuration: {e}");
@@ -88,7 +95,10 @@ fn print_config(cfg: &GatewayConfig) {
 }
 
 fn with_runtime(fut: impl std::future::Future<Output = i32>) -> i32 {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(fut),
         Err(e) => {
             eprintln!("voxgate: cannot start the async runtime: {e}");
@@ -105,7 +115,10 @@ fn init_tracing() {
 fn init_tracing_with_default(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env(config::env::LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// rustls needs exactly one process-wide crypto provider. rsipstack's rustls

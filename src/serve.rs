@@ -17,13 +17,18 @@ struct NoRoutes;
 
 impl CallRouter for NoRoutes {
     fn route(&self, _call: &IncomingCall) -> RouteDecision {
-        RouteDecision::Reject { status: 404, reason: "Not Found".to_owned() }
+        RouteDecision::Reject {
+            status: 404,
+            reason: "Not Found".to_owned(),
+        }
     }
 }
 
 fn router_for(cfg: &GatewayConfig) -> Arc<dyn CallRouter> {
     if cfg.demo.enabled {
-        Arc::new(voxgate_gateway::demo::DemoRouter::new(voxgate_gateway::demo::DemoConfig::default()))
+        Arc::new(voxgate_gateway::demo::DemoRouter::new(
+            voxgate_gateway::demo::DemoConfig::default(),
+        ))
     } else {
         Arc::new(NoRoutes)
     }
@@ -60,16 +65,25 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
         }
     };
     tracing::info!("sip listening on {} (udp, tcp)", server.local_addr());
-    tracing::info!("media address {} rtp ports {}", cfg.media_ip(), cfg.rtp.ports);
+    tracing::info!(
+        "media address {} rtp ports {}",
+        cfg.media_ip(),
+        cfg.rtp.ports
+    );
     readiness.set_sip_bound();
 
     let (stop_http, mut http_stopped) = watch::channel(false);
-    let http_task = tokio::spawn(http_server.serve(http::router(readiness.clone()), async move {
-        let _ = http_stopped.wait_for(|stop| *stop).await;
-    }));
+    let http_task = tokio::spawn(
+        http_server.serve(http::router(readiness.clone()), async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        }),
+    );
 
     let first = wait_for_signal().await;
-    tracing::info!("{first}: draining; new calls get 503 for up to {} s", cfg.shutdown.drain_timeout_s);
+    tracing::info!(
+        "{first}: draining; new calls get 503 for up to {} s",
+        cfg.shutdown.drain_timeout_s
+    );
     readiness.begin_drain();
     server.begin_drain();
     drain(&server, cfg.shutdown.drain_timeout()).await;
@@ -117,7 +131,10 @@ async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",

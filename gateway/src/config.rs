@@ -10,9 +10,9 @@
 
 pub mod env;
 mod server;
-mod types;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -172,8 +172,14 @@ impl Default for GatewayConfig {
             trunks: vec![TrunkConfig {
                 name: "local".to_owned(),
                 allow: vec![
-                    Cidr { network: IpAddr::from([127, 0, 0, 0]), prefix: 8 },
-                    Cidr { network: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), prefix: 128 },
+                    Cidr {
+                        network: IpAddr::from([127, 0, 0, 0]),
+                        prefix: 8,
+                    },
+                    Cidr {
+                        network: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+                        prefix: 128,
+                    },
                 ],
                 auth: None,
                 dtmf: all_dtmf_sources(),
@@ -196,31 +202,50 @@ impl Default for SipConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { per_second: 5, burst: 20 }
+        Self {
+            per_second: 5,
+            burst: 20,
+        }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }
 
 impl Default for RtpConfig {
     fn default() -> Self {
-        Self { ports: PortRange { low: 10000, high: 20000 }, jitter_ms: 60, timeout_s: 30 }
+        Self {
+            ports: PortRange {
+                low: 10000,
+                high: 20000,
+            },
+            jitter_ms: 60,
+            timeout_s: 30,
+        }
     }
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { drain_timeout_s: 30 }
+        Self {
+            drain_timeout_s: 30,
+        }
     }
 }
 
 impl Default for TtsConfig {
     fn default() -> Self {
-        Self { voice: "en-us".to_owned(), rate: 160, pitch: 50, espeak_path: PathBuf::from("espeak-ng") }
+        Self {
+            voice: "en-us".to_owned(),
+            rate: 160,
+            pitch: 50,
+            espeak_path: PathBuf::from("espeak-ng"),
+        }
     }
 }
 
@@ -303,14 +328,25 @@ impl ConfigFlags {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {}: {source}", path.display())]
-    Syntax { path: PathBuf, source: Box<toml::de::Error> },
+    Syntax {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     /// A value of the wrong type or form, or an unknown key.
     #[error("{key}: {message}")]
     Field { key: String, message: String },
     #[error("{key} (from {var}): {value:?} is not {}", kind_name(*.kind))]
-    Env { var: &'static str, key: &'static str, value: String, kind: env::ValueKind },
+    Env {
+        var: &'static str,
+        key: &'static str,
+        value: String,
+        kind: env::ValueKind,
+    },
     /// A well-formed value that breaks a rule.
     #[error("{key}: {problem}")]
     Invalid { key: String, problem: Problem },
@@ -328,7 +364,9 @@ impl ConfigError {
     /// The key (or for file errors, the path) the error is about.
     pub fn key(&self) -> String {
         match self {
-            ConfigError::Read { path, .. } | ConfigError::Syntax { path, .. } => path.display().to_string(),
+            ConfigError::Read { path, .. } | ConfigError::Syntax { path, .. } => {
+                path.display().to_string()
+            }
             ConfigError::Field { key, .. } | ConfigError::Invalid { key, .. } => key.clone(),
             ConfigError::Env { key, .. } => (*key).to_owned(),
         }
@@ -382,7 +420,12 @@ impl GatewayConfig {
 
     /// Checks every rule; the first broken one is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: Problem| Err(ConfigError::Invalid { key: key.to_owned(), problem });
+        let invalid = |key: &str, problem: Problem| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                problem,
+            })
+        };
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", Problem::Empty);
         }
@@ -395,18 +438,34 @@ impl GatewayConfig {
         let sip = &self.sip;
         check_range("sip.ring_ms", sip.ring_ms, 0, 60_000)?;
         check_range("sip.max_message_bytes", sip.max_message_bytes, 1024, 65_535)?;
-        check_range("sip.invite_rate_per_source.per_second", sip.invite_rate_per_source.per_second, 1, 10_000)?;
-        check_range("sip.invite_rate_per_source.burst", sip.invite_rate_per_source.burst, 1, 100_000)?;
+        check_range(
+            "sip.invite_rate_per_source.per_second",
+            sip.invite_rate_per_source.per_second,
+            1,
+            10_000,
+        )?;
+        check_range(
+            "sip.invite_rate_per_source.burst",
+            sip.invite_rate_per_source.burst,
+            1,
+            100_000,
+        )?;
 
         let ports = self.rtp.ports;
         if ports.low == 0 {
             return invalid("rtp.ports", Problem::ZeroLowPort);
         }
-        if ports.low % 2 != 0 {
+        if ports.low & 1 == 1 {
             return invalid("rtp.ports", Problem::OddLowPort(ports.low));
         }
         if ports.high <= ports.low {
-            return invalid("rtp.ports", Problem::NoPortPair { low: ports.low, high: ports.high });
+            return invalid(
+                "rtp.ports",
+                Problem::NoPortPair {
+                    low: ports.low,
+                    high: ports.high,
+                },
+            );
         }
         check_range("rtp.jitter_ms", self.rtp.jitter_ms, 0, 1000)?;
         check_range("rtp.timeout_s", self.rtp.timeout_s, 1, 3600)?;
@@ -414,14 +473,31 @@ impl GatewayConfig {
         // SIP uses UDP and TCP on its port, HTTP uses TCP, RTP uses UDP.
         let sip_port = sip.listen.port();
         if sip_port != 0 && ports.contains(sip_port) {
-            return invalid("rtp.ports", Problem::Conflict { other: "sip.listen" });
+            return invalid(
+                "rtp.ports",
+                Problem::Conflict {
+                    other: "sip.listen",
+                },
+            );
         }
-        if sip_port != 0 && sip_port == self.http.listen.port() && ips_overlap(sip.listen.ip(), self.http.listen.ip())
+        if sip_port != 0
+            && sip_port == self.http.listen.port()
+            && ips_overlap(sip.listen.ip(), self.http.listen.ip())
         {
-            return invalid("http.listen", Problem::Conflict { other: "sip.listen" });
+            return invalid(
+                "http.listen",
+                Problem::Conflict {
+                    other: "sip.listen",
+                },
+            );
         }
 
-        check_range("shutdown.drain_timeout_s", self.shutdown.drain_timeout_s, 0, 3600)?;
+        check_range(
+            "shutdown.drain_timeout_s",
+            self.shutdown.drain_timeout_s,
+            0,
+            3600,
+        )?;
 
         let tts = &self.tts;
         if tts.voice.trim().is_empty() {
@@ -436,31 +512,59 @@ impl GatewayConfig {
         for (i, trunk) in self.trunks.iter().enumerate() {
             let key = |field: &str| format!("trunks[{i}].{field}");
             if trunk.name.is_empty() {
-                return Err(ConfigError::Invalid { key: key("name"), problem: Problem::Empty });
+                return Err(ConfigError::Invalid {
+                    key: key("name"),
+                    problem: Problem::Empty,
+                });
             }
-            if !trunk.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(ConfigError::Invalid { key: key("name"), problem: Problem::BadName(trunk.name.clone()) });
+            if !trunk
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError::Invalid {
+                    key: key("name"),
+                    problem: Problem::BadName(trunk.name.clone()),
+                });
             }
             if self.trunks[..i].iter().any(|t| t.name == trunk.name) {
-                return Err(ConfigError::Invalid { key: key("name"), problem: Problem::Duplicate(trunk.name.clone()) });
+                return Err(ConfigError::Invalid {
+                    key: key("name"),
+                    problem: Problem::Duplicate(trunk.name.clone()),
+                });
             }
             if trunk.allow.is_empty() {
-                return Err(ConfigError::Invalid { key: key("allow"), problem: Problem::Empty });
+                return Err(ConfigError::Invalid {
+                    key: key("allow"),
+                    problem: Problem::Empty,
+                });
             }
             if trunk.dtmf.is_empty() {
-                return Err(ConfigError::Invalid { key: key("dtmf"), problem: Problem::Empty });
+                return Err(ConfigError::Invalid {
+                    key: key("dtmf"),
+                    problem: Problem::Empty,
+                });
             }
             for (j, source) in trunk.dtmf.iter().enumerate() {
                 if trunk.dtmf[..j].contains(source) {
                     let name = format!("{source:?}").to_lowercase();
-                    return Err(ConfigError::Invalid { key: key("dtmf"), problem: Problem::Duplicate(name) });
+                    return Err(ConfigError::Invalid {
+                        key: key("dtmf"),
+                        problem: Problem::Duplicate(name),
+                    });
                 }
             }
             if let Some(auth) = &trunk.auth {
-                for (field, value) in [("username", &auth.username), ("password", &auth.password), ("realm", &auth.realm)]
-                {
+                for (field, value) in [
+                    ("username", &auth.username),
+                    ("password", &auth.password),
+                    ("realm", &auth.realm),
+                ] {
                     if value.is_empty() {
-                        return Err(ConfigError::Invalid { key: key(&format!("auth.{field}")), problem: Problem::Empty });
+                        return Err(ConfigError::Invalid {
+                            key: key(&format!("auth.{field}")),
+                            problem: Problem::Empty,
+                        });
                     }
                 }
             }
@@ -475,7 +579,11 @@ fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<(), ConfigEr
     } else {
         Err(ConfigError::Invalid {
             key: key.to_owned(),
-            problem: Problem::OutOfRange { value: value.into(), min: min.into(), max: max.into() },
+            problem: Problem::OutOfRange {
+                value: value.into(),
+                min: min.into(),
+                max: max.into(),
+            },
         })
     }
 }
@@ -496,8 +604,10 @@ pub fn load(
 ) -> Result<GatewayConfig, ConfigError> {
     let mut table = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
             parse_table(&text, path)?
         }
         None => toml::Table::new(),
@@ -516,17 +626,28 @@ pub fn load(
 }
 
 /// Loads with the process environment: the usual entry point for binaries.
-pub fn load_from_process_env(file: Option<&Path>, flags: &ConfigFlags) -> Result<GatewayConfig, ConfigError> {
+pub fn load_from_process_env(
+    file: Option<&Path>,
+    flags: &ConfigFlags,
+) -> Result<GatewayConfig, ConfigError> {
     load(file, |var| std::env::var(var).ok(), flags)
 }
 
 fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>()
-        .map_err(|source| ConfigError::Syntax { path: path.to_owned(), source: Box::new(source) })
+        .map_err(|source| ConfigError::Syntax {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
 }
 
 fn env_value(o: &env::EnvOverride, text: String) -> Result<toml::Value, ConfigError> {
-    let bad = |value: String| ConfigError::Env { var: o.var, key: o.key, value, kind: o.kind };
+    let bad = |value: String| ConfigError::Env {
+        var: o.var,
+        key: o.key,
+        value,
+        kind: o.kind,
+    };
     match o.kind {
         env::ValueKind::Text => Ok(toml::Value::String(text)),
         env::ValueKind::Integer => match text.trim().parse::<u32>() {
@@ -547,11 +668,15 @@ fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) {
     let Some(last) = parts.pop() else { return };
     let mut cur = table;
     for part in parts {
-        let entry = cur.entry(part.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = cur
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
-        let toml::Value::Table(next) = entry else { return };
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
         cur = next;
     }
     cur.insert(last.to_owned(), value);
@@ -570,9 +695,16 @@ fn from_table(table: toml::Table) -> Result<GatewayConfig, ConfigError> {
 /// serde_path_to_error's path already ends at an unknown key; say so
 /// plainly instead of listing every expected field.
 fn field_error(path: &str, message: String) -> ConfigError {
-    let key = if path == "." || path.is_empty() { "config".to_owned() } else { path.to_owned() };
+    let key = if path == "." || path.is_empty() {
+        "config".to_owned()
+    } else {
+        path.to_owned()
+    };
     if message.starts_with("unknown field `") {
-        return ConfigError::Field { key, message: "unknown key".to_owned() };
+        return ConfigError::Field {
+            key,
+            message: "unknown key".to_owned(),
+        };
     }
     ConfigError::Field { key, message }
 }

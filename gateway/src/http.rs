@@ -86,14 +86,20 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], crate::metrics::global().encode())
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        crate::metrics::global().encode(),
+    )
 }
 
 /// Why the HTTP server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("http.listen {addr}: cannot bind: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("http server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -106,9 +112,16 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn bind(addr: SocketAddr) -> Result<Self, HttpError> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
-        let local_addr = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
-        Ok(Self { listener, local_addr })
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            local_addr,
+        })
     }
 
     /// The address actually bound (the real port when asked for port 0).
@@ -118,12 +131,20 @@ impl HttpServer {
 
     /// Serves `router` until `shutdown` completes, then finishes in-flight
     /// requests and returns.
-    pub async fn serve(self, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), HttpError> {
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.map_err(HttpError::Serve)
+    pub async fn serve(
+        self,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), HttpError> {
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(HttpError::Serve)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -135,12 +156,21 @@ mod tests {
         s.write_all(req.as_bytes()).await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
-        let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let status = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         (status, out)
     }
 
-    async fn start(readiness: Readiness, extra: Vec<Router>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-        let server = HttpServer::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    async fn start(
+        readiness: Readiness,
+        extra: Vec<Router>,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let server = HttpServer::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -186,7 +216,10 @@ mod tests {
         let (status, body) = get_raw(addr, "/metrics").await;
         assert_eq!(status, 200);
         let lower = body.to_ascii_lowercase();
-        assert!(lower.contains("content-type: text/plain; version=0.0.4"), "{body}");
+        assert!(
+            lower.contains("content-type: text/plain; version=0.0.4"),
+            "{body}"
+        );
         assert!(body.contains("voxgate_dtmf_digits_total"), "{body}");
         assert!(body.contains("# EOF"), "{body}");
         let _ = stop.send(());
@@ -195,7 +228,10 @@ mod tests {
     #[tokio::test]
     async fn extra_routers_are_merged() {
         let extra = Router::new().route("/flows", get(|| async { "flows\n" }));
-        let nested = Router::new().nest("/api", Router::new().route("/v1/ping", get(|| async { "pong\n" })));
+        let nested = Router::new().nest(
+            "/api",
+            Router::new().route("/v1/ping", get(|| async { "pong\n" })),
+        );
         let (addr, stop) = start(Readiness::new(), vec![extra, nested]).await;
         let (status, body) = get_raw(addr, "/flows").await;
         assert_eq!(status, 200);
@@ -210,7 +246,9 @@ mod tests {
 
     #[tokio::test]
     async fn bind_error_names_key() {
-        let first = HttpServer::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let first = HttpServer::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let err = HttpServer::bind(first.local_addr()).await.err().unwrap();
         assert!(err.to_string().starts_with("http.listen"), "{err}");
     }

@@ -1,6 +1,6 @@
 //! End-to-end SIP over loopback: raw SIP text over UDP (and TCP) to a
 //! real `sip::Server` on 127.0.0.1:0. Nothing leaves 127.0.0.1.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::too_many_arguments)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -49,26 +49,94 @@ pub struct EnvOverride {
 /// Every config key an environment variable can set. Trunks are only read
 /// from the file.
 pub const OVERRIDES: &[EnvOverride] = &[
-    EnvOverride { var: SIP_LISTEN, key: "sip.listen", kind: ValueKind::Text },
-    EnvOverride { var: SIP_RINGING, key: "sip.ringing", kind: ValueKind::Bool },
-    EnvOverride { var: SIP_RING_MS, key: "sip.ring_ms", kind: ValueKind::Integer },
-    EnvOverride { var: SIP_MAX_MESSAGE_BYTES, key: "sip.max_message_bytes", kind: ValueKind::Integer },
+    EnvOverride {
+        var: SIP_LISTEN,
+        key: "sip.listen",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: SIP_RINGING,
+        key: "sip.ringing",
+        kind: ValueKind::Bool,
+    },
+    EnvOverride {
+        var: SIP_RING_MS,
+        key: "sip.ring_ms",
+        kind: ValueKind::Integer,
+    },
+    EnvOverride {
+        var: SIP_MAX_MESSAGE_BYTES,
+        key: "sip.max_message_bytes",
+        kind: ValueKind::Integer,
+    },
     EnvOverride {
         var: SIP_INVITE_RATE_PER_SECOND,
         key: "sip.invite_rate_per_source.per_second",
         kind: ValueKind::Integer,
     },
-    EnvOverride { var: SIP_INVITE_RATE_BURST, key: "sip.invite_rate_per_source.burst", kind: ValueKind::Integer },
-    EnvOverride { var: HTTP_LISTEN, key: "http.listen", kind: ValueKind::Text },
-    EnvOverride { var: DATA_DIR, key: "data_dir", kind: ValueKind::Text },
-    EnvOverride { var: PUBLIC_IP, key: "public_ip", kind: ValueKind::Text },
-    EnvOverride { var: RTP_PORTS, key: "rtp.ports", kind: ValueKind::Text },
-    EnvOverride { var: RTP_JITTER_MS, key: "rtp.jitter_ms", kind: ValueKind::Integer },
-    EnvOverride { var: RTP_TIMEOUT_S, key: "rtp.timeout_s", kind: ValueKind::Integer },
-    EnvOverride { var: SHUTDOWN_DRAIN_TIMEOUT_S, key: "shutdown.drain_timeout_s", kind: ValueKind::Integer },
-    EnvOverride { var: TTS_VOICE, key: "tts.voice", kind: ValueKind::Text },
-    EnvOverride { var: TTS_RATE, key: "tts.rate", kind: ValueKind::Integer },
-    EnvOverride { var: TTS_PITCH, key: "tts.pitch", kind: ValueKind::Integer },
-    EnvOverride { var: TTS_ESPEAK_PATH, key: "tts.espeak_path", kind: ValueKind::Text },
-    EnvOverride { var: DEMO_ENABLED, key: "demo.enabled", kind: ValueKind::Bool },
+    EnvOverride {
+        var: SIP_INVITE_RATE_BURST,
+        key: "sip.invite_rate_per_source.burst",
+        kind: ValueKind::Integer,
+    },
+    EnvOverride {
+        var: HTTP_LISTEN,
+        key: "http.listen",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: DATA_DIR,
+        key: "data_dir",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: PUBLIC_IP,
+        key: "public_ip",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: RTP_PORTS,
+        key: "rtp.ports",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: RTP_JITTER_MS,
+        key: "rtp.jitter_ms",
+        kind: ValueKind::Integer,
+    },
+    EnvOverride {
+        var: RTP_TIMEOUT_S,
+        key: "rtp.timeout_s",
+        kind: ValueKind::Integer,
+    },
+    EnvOverride {
+        var: SHUTDOWN_DRAIN_TIMEOUT_S,
+        key: "shutdown.drain_timeout_s",
+        kind: ValueKind::Integer,
+    },
+    EnvOverride {
+        var: TTS_VOICE,
+        key: "tts.voice",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: TTS_RATE,
+        key: "tts.rate",
+        kind: ValueKind::Integer,
+    },
+    EnvOverride {
+        var: TTS_PITCH,
+        key: "tts.pitch",
+        kind: ValueKind::Integer,
+    },
+    EnvOverride {
+        var: TTS_ESPEAK_PATH,
+        key: "tts.espeak_path",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: DEMO_ENABLED,
+        key: "demo.enabled",
+        kind: ValueKind::Bool,
+    },
 ];

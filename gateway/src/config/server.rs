@@ -15,20 +15,33 @@ impl GatewayConfig {
     /// and advertised, so a `public_ip` must be an address of this host.
     pub fn sip_server_config(&self) -> Result<SipServerConfig, ConfigError> {
         let ports = self.rtp.ports;
-        let pool = PortAllocator::new(ports.low..=ports.high).map_err(|_| ConfigError::Invalid {
-            key: "rtp.ports".to_owned(),
-            problem: Problem::NoPortPair { low: ports.low, high: ports.high },
-        })?;
+        let pool =
+            PortAllocator::new(ports.low..=ports.high).map_err(|_| ConfigError::Invalid {
+                key: "rtp.ports".to_owned(),
+                problem: Problem::NoPortPair {
+                    low: ports.low,
+                    high: ports.high,
+                },
+            })?;
         let media_ip = self.media_ip();
         let mut media = MediaConfig::new(media_ip, pool);
         media.jitter_depth_ms = self.rtp.jitter_ms;
         media.rtp_timeout = self.rtp.timeout();
-        media.rfc4733 = self.trunks.iter().any(|t| t.accepts_dtmf(DtmfSource::Rfc4733));
-        media.inband_dtmf = self.trunks.iter().any(|t| t.accepts_dtmf(DtmfSource::Inband));
+        media.rfc4733 = self
+            .trunks
+            .iter()
+            .any(|t| t.accepts_dtmf(DtmfSource::Rfc4733));
+        media.inband_dtmf = self
+            .trunks
+            .iter()
+            .any(|t| t.accepts_dtmf(DtmfSource::Inband));
 
         let mut sip = SipServerConfig::new(self.sip.listen, media);
         sip.public_ip = Some(media_ip);
-        sip.ringing = RingingConfig { enabled: self.sip.ringing, delay: self.sip.ring_delay() };
+        sip.ringing = RingingConfig {
+            enabled: self.sip.ringing,
+            delay: self.sip.ring_delay(),
+        };
         sip.max_message_size = self.sip.max_message_bytes as usize;
         sip.drain_timeout = self.shutdown.drain_timeout();
         sip.say = self.tts.say_config();
@@ -72,6 +85,7 @@ impl GatewayConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -108,7 +122,13 @@ password = "p"
         let s = cfg.sip_server_config().unwrap();
         assert_eq!(s.listen, "127.0.0.1:0".parse().unwrap());
         assert_eq!(s.public_ip, Some("127.0.0.1".parse().unwrap()));
-        assert_eq!(s.ringing, RingingConfig { enabled: false, delay: std::time::Duration::ZERO });
+        assert_eq!(
+            s.ringing,
+            RingingConfig {
+                enabled: false,
+                delay: std::time::Duration::ZERO
+            }
+        );
         assert_eq!(s.max_message_size, 4096);
         assert_eq!(s.drain_timeout, std::time::Duration::from_secs(3));
         assert_eq!(s.say.voice, "fr");
@@ -121,9 +141,19 @@ password = "p"
         assert!(t.allows("10.1.2.3".parse().unwrap()));
         assert!(!t.allows("11.1.2.3".parse().unwrap()));
         assert_eq!((t.invites_per_second, t.invite_burst), (2, 4));
-        assert_eq!(t.dtmf, DtmfMethods { rfc4733: false, info: true, inband: false });
+        assert_eq!(
+            t.dtmf,
+            DtmfMethods {
+                rfc4733: false,
+                info: true,
+                inband: false
+            }
+        );
         let d = t.digest.as_ref().unwrap();
-        assert_eq!((d.username.as_str(), d.password.as_str(), d.realm.as_str()), ("u", "p", "voxgate"));
+        assert_eq!(
+            (d.username.as_str(), d.password.as_str(), d.realm.as_str()),
+            ("u", "p", "voxgate")
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl PortRange {
         if high < first + 1 {
             0
         } else {
-            (high - first + 1) / 2
+            (high - first).div_ceil(2)
         }
     }
 }
@@ -87,7 +87,10 @@ impl Cidr {
         if prefix > max {
             return None;
         }
-        Some(Self { network: mask(addr, prefix), prefix })
+        Some(Self {
+            network: mask(addr, prefix),
+            prefix,
+        })
     }
 
     pub fn network(&self) -> IpAddr {
@@ -113,12 +116,20 @@ fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -163,15 +174,29 @@ impl<'de> Deserialize<'de> for Cidr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn port_range_parses_and_counts_pairs() {
         let r: PortRange = "10000-10003".parse().unwrap();
-        assert_eq!(r, PortRange { low: 10000, high: 10003 });
+        assert_eq!(
+            r,
+            PortRange {
+                low: 10000,
+                high: 10003
+            }
+        );
         assert_eq!(r.pair_count(), 2);
-        assert_eq!(PortRange { low: 10000, high: 10000 }.pair_count(), 0);
+        assert_eq!(
+            PortRange {
+                low: 10000,
+                high: 10000
+            }
+            .pair_count(),
+            0
+        );
         assert_eq!(r.to_string(), "10000-10003");
         for bad in ["10000", "a-b", "10000-70000", "-", ""] {
             assert!(bad.parse::<PortRange>().is_err(), "{bad}");

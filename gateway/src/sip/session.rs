@@ -26,6 +26,7 @@ use crate::metrics::{self, CallOutcome, OutcomeLabel};
 use crate::sdp::{LocalMedia, NegotiatedMedia, SdpSession};
 
 /// What reaches a call task.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum CallInput {
     /// A message the transaction `TxId` delivered (ACK, CANCEL).
     TxMessage(TxId, SipMessage),

@@ -33,13 +33,23 @@ pub(crate) fn is_silent(samples: &[i16]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn retransmissions_fold_and_retries_show() {
         let mut log = ResponseLog::default();
-        for (cseq, status) in [(1, 100), (1, 401), (1, 401), (2, 100), (2, 180), (2, 180), (2, 200), (2, 200)] {
+        for (cseq, status) in [
+            (1, 100),
+            (1, 401),
+            (1, 401),
+            (2, 100),
+            (2, 180),
+            (2, 180),
+            (2, 200),
+            (2, 200),
+        ] {
             log.handle_response(cseq, status);
         }
         assert_eq!(log.statuses(), vec![100, 401, 100, 180, 200]);
@@ -50,7 +60,9 @@ mod tests {
         assert!(is_silent(&[]));
         assert!(is_silent(&[0; 160]));
         assert!(is_silent(&[8, -8, 4, 0].repeat(40)));
-        let tone: Vec<i16> = (0..160).map(|i| ((i as f64 * 0.3).sin() * 3000.0) as i16).collect();
+        let tone: Vec<i16> = (0..160)
+            .map(|i| ((i as f64 * 0.3).sin() * 3000.0) as i16)
+            .collect();
         assert!(!is_silent(&tone));
     }
 }

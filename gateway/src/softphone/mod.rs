@@ -24,8 +24,8 @@ pub mod options;
 mod uac;
 
 pub use options::{
-    parse_duration, validate_digits, CallOptions, CallSummary, Credentials, Disposition, DurationParseError, HangupBy,
-    InvalidDigit, ReceivedDigit, RtpSummary,
+    parse_duration, validate_digits, CallOptions, CallSummary, Credentials, Disposition,
+    DurationParseError, HangupBy, InvalidDigit, ReceivedDigit, RtpSummary,
 };
 pub use uac::run;
 
@@ -43,7 +43,7 @@ pub enum SoftphoneError {
     InvalidDigit(#[from] InvalidDigit),
     /// The SIP stack failed (bind, send, malformed answer).
     #[error("SIP: {0}")]
-    Sip(#[source] rsipstack::Error),
+    Sip(#[source] Box<rsipstack::Error>),
     #[error("media: {0}")]
     Media(#[from] MediaError),
     #[error("audio to play: {0}")]
@@ -55,11 +55,14 @@ pub enum SoftphoneError {
     #[error("the 2xx answer carried no SDP")]
     NoAnswerSdp,
     #[error("recording {}: {source}", path.display())]
-    Record { path: std::path::PathBuf, source: crate::audio::WavError },
+    Record {
+        path: std::path::PathBuf,
+        source: crate::audio::WavError,
+    },
 }
 
 impl From<rsipstack::Error> for SoftphoneError {
     fn from(e: rsipstack::Error) -> Self {
-        SoftphoneError::Sip(e)
+        SoftphoneError::Sip(Box::new(e))
     }
 }

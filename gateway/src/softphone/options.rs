@@ -55,7 +55,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -184,7 +187,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationParseError> {
     if !value.is_finite() || value < 0.0 || value * scale_ms > 86_400_000.0 {
         return Err(bad());
     }
-    Ok(Duration::from_micros((value * scale_ms * 1000.0).round() as u64))
+    Ok(Duration::from_micros(
+        (value * scale_ms * 1000.0).round() as u64
+    ))
 }
 
 /// A duration that [`parse_duration`] cannot read.
@@ -213,6 +218,7 @@ pub fn validate_digits(digits: &str) -> Result<String, InvalidDigit> {
 pub struct InvalidDigit(pub char);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -241,7 +247,10 @@ mod tests {
             target: "sip:1@127.0.0.1".into(),
             call_id: "c".into(),
             responses: vec![100, 180, 200],
-            disposition: Disposition::Rejected { code: 486, reason: "Busy Here".into() },
+            disposition: Disposition::Rejected {
+                code: 486,
+                reason: "Busy Here".into(),
+            },
             codec: None,
             setup_ms: 5,
             duration_ms: 0,
@@ -249,7 +258,11 @@ mod tests {
             rtp: RtpSummary::default(),
             dtmf_sent: "1#".into(),
             dtmf_mode: DtmfSource::Info,
-            dtmf_received: vec![ReceivedDigit { digit: '5', source: DtmfSource::Rfc4733, duration_ms: 100 }],
+            dtmf_received: vec![ReceivedDigit {
+                digit: '5',
+                source: DtmfSource::Rfc4733,
+                duration_ms: 100,
+            }],
             recorded: None,
             received_audio: Some(vec![1, 2]),
         };

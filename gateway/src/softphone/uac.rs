@@ -27,7 +27,9 @@ use super::options::{
 use super::SoftphoneError;
 use crate::clock;
 use crate::dtmf::{DtmfEvent, DtmfSource};
-use crate::media::{DtmfMode, MediaConfig, MediaEvent, MediaParams, MediaSession, MEDIA_SAMPLE_RATE};
+use crate::media::{
+    DtmfMode, MediaConfig, MediaEvent, MediaParams, MediaSession, MEDIA_SAMPLE_RATE,
+};
 use crate::rtp::PortAllocator;
 use crate::sdp::{LocalMedia, NegotiatedMedia, SdpSession};
 
@@ -62,7 +64,10 @@ impl MessageInspector for ResponseRecorder {
         if let SipMessage::Response(resp) = &msg {
             if let Ok(cseq) = resp.cseq_header() {
                 if let (Ok(Method::Invite), Ok(seq)) = (cseq.method(), cseq.seq()) {
-                    self.0.lock().unwrap_or_else(|p| p.into_inner()).handle_response(seq, resp.status_code.code());
+                    self.0
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .handle_response(seq, resp.status_code.code());
                 }
             }
         }
@@ -100,7 +105,12 @@ async fn run_call(
 ) -> Result<CallSummary, SoftphoneError> {
     // SIP: our own UDP socket, so concurrent calls share nothing.
     let transport = TransportLayer::new(cancel.child_token());
-    let udp = UdpConnection::create_connection(SocketAddr::new(local_ip, 0), None, Some(cancel.child_token())).await?;
+    let udp = UdpConnection::create_connection(
+        SocketAddr::new(local_ip, 0),
+        None,
+        Some(cancel.child_token()),
+    )
+    .await?;
     let local_sip = udp.get_addr().addr.clone();
     transport.add_transport(udp.into());
     let responses = Arc::new(Mutex::new(ResponseLog::default()));
@@ -199,7 +209,10 @@ async fn run_call(
         Some(resp) => {
             summary.disposition = Disposition::Rejected {
                 code: resp.status_code.code(),
-                reason: resp.wire_reason.clone().unwrap_or_else(|| resp.status_code.text().to_owned()),
+                reason: resp
+                    .wire_reason
+                    .clone()
+                    .unwrap_or_else(|| resp.status_code.text().to_owned()),
             };
             summary.responses = responses_of(&responses);
             return Ok(summary);
@@ -273,7 +286,10 @@ async fn wait_final(
         Ok(Err(_)) => None,
         Err(_) => {
             let _ = dialog.cancel().await;
-            if tokio::time::timeout(CANCEL_GRACE, &mut handle).await.is_err() {
+            if tokio::time::timeout(CANCEL_GRACE, &mut handle)
+                .await
+                .is_err()
+            {
                 handle.abort();
             }
             None
@@ -309,7 +325,9 @@ async fn bind_media(local_ip: IpAddr, opts: &CallOptions) -> Result<MediaSession
             Err(e) => return Err(e.into()),
         }
     }
-    Err(last.map(SoftphoneError::from).unwrap_or(SoftphoneError::NoAnswerSdp))
+    Err(last
+        .map(SoftphoneError::from)
+        .unwrap_or(SoftphoneError::NoAnswerSdp))
 }
 
 /// What the answered part of the call produced.
@@ -358,7 +376,12 @@ async fn talk(
         return Err(e.into());
     }
     if let Some(source) = &opts.play {
-        let opened = crate::audio::open_source(source, MEDIA_SAMPLE_RATE, &crate::audio::SayConfig::default()).await;
+        let opened = crate::audio::open_source(
+            source,
+            MEDIA_SAMPLE_RATE,
+            &crate::audio::SayConfig::default(),
+        )
+        .await;
         match opened.map(|s| media.start_playback(s)) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -400,10 +423,17 @@ async fn talk(
         bye(dialog).await;
     }
     let sent = sent_rx.borrow().clone();
-    Ok(Talked { hangup_by, sent, received, recorder })
+    Ok(Talked {
+        hangup_by,
+        sent,
+        received,
+        recorder,
+    })
 }
 
-async fn recv_media(events: &mut Option<mpsc::UnboundedReceiver<MediaEvent>>) -> Option<MediaEvent> {
+async fn recv_media(
+    events: &mut Option<mpsc::UnboundedReceiver<MediaEvent>>,
+) -> Option<MediaEvent> {
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -411,7 +441,11 @@ async fn recv_media(events: &mut Option<mpsc::UnboundedReceiver<MediaEvent>>) ->
 }
 
 fn received_digit(e: DtmfEvent) -> ReceivedDigit {
-    ReceivedDigit { digit: e.digit, source: e.source, duration_ms: millis(e.duration) }
+    ReceivedDigit {
+        digit: e.digit,
+        source: e.source,
+        duration_ms: millis(e.duration),
+    }
 }
 
 /// Sends every digit in the chosen mode, paced by duration + gap, and
@@ -429,8 +463,12 @@ async fn send_digits(
     tokio::time::sleep(opts.dtmf_delay).await;
     for digit in digits.chars() {
         let ok = match opts.dtmf_mode {
-            DtmfSource::Rfc4733 => media.send_dtmf(digit, opts.dtmf_duration, DtmfMode::Rfc4733).is_ok(),
-            DtmfSource::Inband => media.send_dtmf(digit, opts.dtmf_duration, DtmfMode::Inband).is_ok(),
+            DtmfSource::Rfc4733 => media
+                .send_dtmf(digit, opts.dtmf_duration, DtmfMode::Rfc4733)
+                .is_ok(),
+            DtmfSource::Inband => media
+                .send_dtmf(digit, opts.dtmf_duration, DtmfMode::Inband)
+                .is_ok(),
             DtmfSource::Info => send_info(&dialog, digit, opts.dtmf_duration).await,
         };
         if ok {
@@ -444,7 +482,9 @@ async fn send_digits(
 
 /// One SIP INFO with `application/dtmf-relay`; true when answered 2xx.
 async fn send_info(dialog: &InviteDialog, digit: char, duration: Duration) -> bool {
-    let Ok(body) = crate::dtmf::info::build_dtmf_relay(digit, duration) else { return false };
+    let Ok(body) = crate::dtmf::info::build_dtmf_relay(digit, duration) else {
+        return false;
+    };
     let headers = vec![Header::ContentType("application/dtmf-relay".into())];
     match dialog.info(Some(headers), Some(body.into_bytes())).await {
         Ok(Some(resp)) => resp.status_code.kind() == StatusCodeKind::Successful,
@@ -498,7 +538,10 @@ async fn watch_dialog(mut states: DialogStateReceiver, notes: mpsc::UnboundedSen
 async fn write_recording(path: PathBuf, samples: &[i16]) -> Result<(), SoftphoneError> {
     let samples = samples.to_vec();
     let p = path.clone();
-    let result = tokio::task::spawn_blocking(move || crate::audio::write_wav(&p, &samples, MEDIA_SAMPLE_RATE)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        crate::audio::write_wav(&p, &samples, MEDIA_SAMPLE_RATE)
+    })
+    .await;
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(source)) => Err(SoftphoneError::Record { path, source }),
@@ -510,7 +553,10 @@ async fn write_recording(path: PathBuf, samples: &[i16]) -> Result<(), Softphone
 }
 
 fn parse_uri(text: &str) -> Result<rsipstack::sip::Uri, SoftphoneError> {
-    let bad = |reason: String| SoftphoneError::InvalidUri { uri: text.to_owned(), reason };
+    let bad = |reason: String| SoftphoneError::InvalidUri {
+        uri: text.to_owned(),
+        reason,
+    };
     let lower = text.trim().to_ascii_lowercase();
     if !lower.starts_with("sip:") || lower.contains(char::is_whitespace) {
         return Err(bad("expected sip:USER@HOST[:PORT]".to_owned()));
@@ -532,6 +578,7 @@ fn local_ip_for(target: &rsipstack::sip::Uri) -> IpAddr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -546,7 +593,10 @@ mod tests {
     async fn invalid_digits_fail_before_any_socket() {
         let mut opts = CallOptions::new("sip:1000@127.0.0.1:9");
         opts.dtmf = "12x".into();
-        assert!(matches!(run(opts).await, Err(SoftphoneError::InvalidDigit(_))));
+        assert!(matches!(
+            run(opts).await,
+            Err(SoftphoneError::InvalidDigit(_))
+        ));
     }
 
     /// A UDP peer that answers every INVITE with 486: the call is rejected,
@@ -558,14 +608,19 @@ mod tests {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65535];
             loop {
-                let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
                 let text = String::from_utf8_lossy(&buf[..n]).to_string();
                 if !text.starts_with("INVITE ") {
                     continue;
                 }
                 let header = |name: &str| {
                     text.lines()
-                        .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+                        .find(|l| {
+                            l.to_ascii_lowercase()
+                                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+                        })
                         .unwrap_or("")
                         .to_owned()
                 };
@@ -589,7 +644,13 @@ mod tests {
         let mut opts = CallOptions::new(format!("sip:1000@127.0.0.1:{port}"));
         opts.timeout = Duration::from_secs(5);
         let summary = run(opts).await.unwrap();
-        assert_eq!(summary.disposition, Disposition::Rejected { code: 486, reason: "Busy Here".into() });
+        assert_eq!(
+            summary.disposition,
+            Disposition::Rejected {
+                code: 486,
+                reason: "Busy Here".into()
+            }
+        );
         assert_eq!(summary.responses, vec![100, 486]);
         assert!(!summary.answered());
         assert_eq!(summary.duration_ms, 0);

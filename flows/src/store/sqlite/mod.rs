@@ -12,13 +12,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool, SqlSafeStr};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool, SqlSafeStr};
 
-use super::keys::{self, SecretHash};
+use super::keys::SecretHash;
 use super::*;
+
+mod flows;
+mod rows;
+
+use rows::*;
 
 /// The file name inside the data dir.
 pub const FILE_NAME: &str = "voxgate-flows.sqlite3";
@@ -26,207 +30,12 @@ pub const FILE_NAME: &str = "voxgate-flows.sqlite3";
 /// The migrations, embedded in the binary. New ones are appended here and
 /// as files in `flows/migrations`; applied ones are never edited.
 const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../migrations/0001_initial.sql"))];
+    &[(1, "initial", include_str!("../../../migrations/0001_initial.sql"))];
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |source| StoreError::Corrupt { what, source }
-}
-
-fn json_text(value: &impl serde::Serialize, what: &'static str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(corrupt(what))
-}
-
-fn u32_col(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
-    let v: i64 = row.try_get(col)?;
-    u32::try_from(v).map_err(|_| StoreError::Database(sqlx::Error::ColumnDecode {
-        index: col.to_string(),
-        source: format!("{v} is not a version number").into(),
-    }))
-}
-
-/// The next ETag: a hash chained over the previous one and the document,
-/// so every save changes it and equal ETags mean equal content.
-fn next_etag(previous: &str, document: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(previous.as_bytes());
-    h.update(b"\n");
-    h.update(document.as_bytes());
-    keys::to_hex(&h.finalize()[..8])
-}
-
-/// Cursors are opaque to clients; hex keeps them URL-safe.
-fn encode_cursor(s: &str) -> String {
-    keys::to_hex(s.as_bytes())
-}
-
-fn decode_cursor(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> =
-        (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
-    String::from_utf8(bytes?).ok()
-}
-
-/// Splits rows fetched with `limit + 1` into a page.
-fn paginate<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Page<T> {
-    let limit = limit as usize;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|last| encode_cursor(&cursor_of(last)))
-    } else {
-        None
-    };
-    Page { items, next }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn audit(
-    conn: &mut SqliteConnection,
-    tenant: Option<&str>,
-    actor: &str,
-    action: &str,
-    object: &str,
-    from: Option<&Value>,
-    to: Option<&Value>,
-    at: UnixMs,
-) -> Result<(), StoreError> {
-    let from = from.map(|v| json_text(v, "audit value")).transpose()?;
-    let to = to.map(|v| json_text(v, "audit value")).transpose()?;
-    sqlx::query(
-        "INSERT INTO audit_log (tenant_id, actor, action, object, from_value, to_value, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(tenant)
-    .bind(actor)
-    .bind(action)
-    .bind(object)
-    .bind(from)
-    .bind(to)
-    .bind(at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-fn tenant_row(row: &SqliteRow) -> Result<Tenant, StoreError> {
-    let settings: String = row.try_get("settings")?;
-    Ok(Tenant {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        settings: serde_json::from_str(&settings).map_err(corrupt("tenant settings"))?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn key_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
-    let role: String = row.try_get("role")?;
-    let role = Role::parse(&role).ok_or_else(|| {
-        StoreError::Database(sqlx::Error::ColumnDecode { index: "role".into(), source: format!("unknown role {role}").into() })
-    })?;
-    Ok(ApiKey {
-        id: row.try_get("id")?,
-        role,
-        tenant: row.try_get("tenant_id")?,
-        label: row.try_get("label")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
-fn draft_row(row: &SqliteRow) -> Result<Draft, StoreError> {
-    let doc: String = row.try_get("draft")?;
-    Ok(Draft {
-        tenant: row.try_get("tenant_id")?,
-        flow_id: row.try_get("flow_id")?,
-        document: serde_json::from_str(&doc).map_err(corrupt("draft"))?,
-        etag: row.try_get("etag")?,
-        updated_by: row.try_get("updated_by")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn flow_summary_row(row: &SqliteRow) -> Result<FlowSummary, StoreError> {
-    let doc: String = row.try_get("draft")?;
-    let name = serde_json::from_str::<Value>(&doc)
-        .ok()
-        .and_then(|v| v.get("name").and_then(Value::as_str).map(String::from));
-    let live_version: Option<i64> = row.try_get("live_version")?;
-    let live = match live_version {
-        Some(_) => Some(LivePointer {
-            version: u32_col(row, "live_version")?,
-            by: row.try_get::<Option<String>, _>("live_by")?.unwrap_or_default(),
-            at: row.try_get::<Option<i64>, _>("live_at")?.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    Ok(FlowSummary {
-        flow_id: row.try_get("flow_id")?,
-        name,
-        etag: row.try_get("etag")?,
-        updated_by: row.try_get("updated_by")?,
-        updated_at: row.try_get("updated_at")?,
-        live,
-    })
-}
-
-fn version_row(row: &SqliteRow) -> Result<Version, StoreError> {
-    let doc: String = row.try_get("document")?;
-    Ok(Version {
-        tenant: row.try_get("tenant_id")?,
-        flow_id: row.try_get("flow_id")?,
-        version: u32_col(row, "version")?,
-        document: serde_json::from_str(&doc).map_err(corrupt("version"))?,
-        author: row.try_get("author")?,
-        comment: row.try_get("comment")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn number_row(row: &SqliteRow) -> Result<Number, StoreError> {
-    Ok(Number {
-        did: row.try_get("did")?,
-        tenant: row.try_get("tenant_id")?,
-        flow_id: row.try_get("flow_id")?,
-        updated_by: row.try_get("updated_by")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn call_summary_row(row: &SqliteRow) -> Result<CallSummary, StoreError> {
-    Ok(CallSummary {
-        id: row.try_get("id")?,
-        did: row.try_get("did")?,
-        caller: row.try_get("caller")?,
-        flow_id: row.try_get("flow_id")?,
-        version: u32_col(row, "version")?,
-        started_at: row.try_get("started_at")?,
-        ended_at: row.try_get("ended_at")?,
-        disposition: row.try_get("disposition")?,
-    })
-}
-
-fn audit_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
-    let parse = |col: &str| -> Result<Option<Value>, StoreError> {
-        let text: Option<String> = row.try_get(col)?;
-        text.map(|t| serde_json::from_str(&t).map_err(corrupt("audit value"))).transpose()
-    };
-    Ok(AuditEntry {
-        seq: row.try_get("seq")?,
-        tenant: row.try_get("tenant_id")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        object: row.try_get("object")?,
-        from: parse("from_value")?,
-        to: parse("to_value")?,
-        at: row.try_get("at")?,
-    })
 }
 
 impl SqliteStore {
@@ -277,16 +86,13 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
 }
 
 impl Store for SqliteStore {
     fn create_tenant<'a>(&'a self, tenant: &'a Tenant, actor: Actor<'a>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let settings = json_text(&tenant.settings, "tenant settings")?;
-            let mut tx = self.begin_write().await?;
+            let mut tx = flows::begin_write(&self.pool).await?;
             let done = sqlx::query("INSERT INTO tenants (id, name, settings, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
                 .bind(&tenant.id)
                 .bind(&tenant.name)
@@ -327,7 +133,7 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, Tenant> {
         Box::pin(async move {
             let text = json_text(settings, "tenant settings")?;
-            let mut tx = self.begin_write().await?;
+            let mut tx = flows::begin_write(&self.pool).await?;
             let row = sqlx::query("SELECT * FROM tenants WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
             let mut tenant = tenant_row(&row.ok_or(StoreError::NotFound)?)?;
             sqlx::query("UPDATE tenants SET settings = ? WHERE id = ?").bind(&text).bind(id).execute(&mut *tx).await?;
@@ -349,7 +155,7 @@ impl Store for SqliteStore {
 
     fn insert_key<'a>(&'a self, key: &'a ApiKey, secret_hash: &'a SecretHash, actor: Actor<'a>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut tx = self.begin_write().await?;
+            let mut tx = flows::begin_write(&self.pool).await?;
             if let Some(t) = &key.tenant {
                 let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = ?").bind(t).fetch_optional(&mut *tx).await?;
                 if exists.is_none() {
@@ -405,7 +211,7 @@ impl Store for SqliteStore {
 
     fn revoke_key<'a>(&'a self, id: &'a str, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, ApiKey> {
         Box::pin(async move {
-            let mut tx = self.begin_write().await?;
+            let mut tx = flows::begin_write(&self.pool).await?;
             let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
             let mut key = key_row(&row.ok_or(StoreError::NotFound)?)?;
             if key.revoked_at.is_none() {
@@ -426,40 +232,15 @@ impl Store for SqliteStore {
     }
 
     fn list_flows<'a>(&'a self, tenant: &'a str, page: &'a PageRequest) -> StoreFuture<'a, Page<FlowSummary>> {
-        Box::pin(async move {
-            let limit = page.effective_limit();
-            let after = page.cursor.as_deref().and_then(decode_cursor).unwrap_or_default();
-            let rows = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id > ? ORDER BY flow_id LIMIT ?")
-                .bind(tenant)
-                .bind(&after)
-                .bind(i64::from(limit) + 1)
-                .fetch_all(&self.pool)
-                .await?;
-            let items = rows.iter().map(flow_summary_row).collect::<Result<Vec<_>, _>>()?;
-            Ok(paginate(items, limit, |f| f.flow_id.clone()))
-        })
+        Box::pin(flows::list_flows(&self.pool, tenant, page))
     }
 
     fn get_flow<'a>(&'a self, tenant: &'a str, flow_id: &'a str) -> StoreFuture<'a, Option<FlowSummary>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id = ?")
-                .bind(tenant)
-                .bind(flow_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(flow_summary_row).transpose()
-        })
+        Box::pin(flows::get_flow(&self.pool, tenant, flow_id))
     }
 
     fn get_draft<'a>(&'a self, tenant: &'a str, flow_id: &'a str) -> StoreFuture<'a, Option<Draft>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id = ?")
-                .bind(tenant)
-                .bind(flow_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(draft_row).transpose()
-        })
+        Box::pin(flows::get_draft(&self.pool, tenant, flow_id))
     }
 
     fn create_draft<'a>(
@@ -470,36 +251,7 @@ impl Store for SqliteStore {
         actor: Actor<'a>,
         at: UnixMs,
     ) -> StoreFuture<'a, Draft> {
-        Box::pin(async move {
-            let text = json_text(document, "draft")?;
-            let etag = next_etag("", &text);
-            let mut tx = self.begin_write().await?;
-            let done = sqlx::query(
-                "INSERT INTO flows (tenant_id, flow_id, draft, etag, updated_by, updated_at, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(flow_id)
-            .bind(&text)
-            .bind(&etag)
-            .bind(actor)
-            .bind(at)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::AlreadyExists);
-            }
-            tx.commit().await?;
-            Ok(Draft {
-                tenant: tenant.into(),
-                flow_id: flow_id.into(),
-                document: document.clone(),
-                etag,
-                updated_by: actor.into(),
-                updated_at: at,
-            })
-        })
+        Box::pin(flows::create_draft(&self.pool, tenant, flow_id, document, actor, at))
     }
 
     fn update_draft<'a>(
@@ -511,38 +263,7 @@ impl Store for SqliteStore {
         actor: Actor<'a>,
         at: UnixMs,
     ) -> StoreFuture<'a, Draft> {
-        Box::pin(async move {
-            let text = json_text(document, "draft")?;
-            let mut tx = self.begin_write().await?;
-            let current: Option<String> = sqlx::query_scalar("SELECT etag FROM flows WHERE tenant_id = ? AND flow_id = ?")
-                .bind(tenant)
-                .bind(flow_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let current = current.ok_or(StoreError::NotFound)?;
-            if current != if_match && if_match != "*" {
-                return Err(StoreError::EtagMismatch { current });
-            }
-            let etag = next_etag(&current, &text);
-            sqlx::query("UPDATE flows SET draft = ?, etag = ?, updated_by = ?, updated_at = ? WHERE tenant_id = ? AND flow_id = ?")
-                .bind(&text)
-                .bind(&etag)
-                .bind(actor)
-                .bind(at)
-                .bind(tenant)
-                .bind(flow_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(Draft {
-                tenant: tenant.into(),
-                flow_id: flow_id.into(),
-                document: document.clone(),
-                etag,
-                updated_by: actor.into(),
-                updated_at: at,
-            })
-        })
+        Box::pin(flows::update_draft(&self.pool, tenant, flow_id, document, if_match, actor, at))
     }
 
     fn delete_flow<'a>(
@@ -553,96 +274,11 @@ impl Store for SqliteStore {
         actor: Actor<'a>,
         at: UnixMs,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut tx = self.begin_write().await?;
-            let row = sqlx::query("SELECT etag, live_version FROM flows WHERE tenant_id = ? AND flow_id = ?")
-                .bind(tenant)
-                .bind(flow_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let row = row.ok_or(StoreError::NotFound)?;
-            let current: String = row.try_get("etag")?;
-            let live: Option<i64> = row.try_get("live_version")?;
-            if let Some(expected) = if_match {
-                if expected != current && expected != "*" {
-                    return Err(StoreError::EtagMismatch { current });
-                }
-            }
-            let numbers: Vec<String> = sqlx::query_scalar("SELECT did FROM numbers WHERE tenant_id = ? AND flow_id = ? ORDER BY did")
-                .bind(tenant)
-                .bind(flow_id)
-                .fetch_all(&mut *tx)
-                .await?;
-            if !numbers.is_empty() {
-                return Err(StoreError::FlowInUse { numbers });
-            }
-            sqlx::query("DELETE FROM flows WHERE tenant_id = ? AND flow_id = ?").bind(tenant).bind(flow_id).execute(&mut *tx).await?;
-            let from = serde_json::json!({"live_version": live});
-            audit(&mut tx, Some(tenant), actor, "flow.delete", flow_id, Some(&from), None, at).await?;
-            tx.commit().await?;
-            Ok(())
-        })
+        Box::pin(flows::delete_flow(&self.pool, tenant, flow_id, if_match, actor, at))
     }
 
     fn publish<'a>(&'a self, req: &'a PublishRequest<'a>) -> StoreFuture<'a, Version> {
-        Box::pin(async move {
-            let text = json_text(req.document, "version")?;
-            let mut tx = self.begin_write().await?;
-            let row = sqlx::query("SELECT etag, live_version FROM flows WHERE tenant_id = ? AND flow_id = ?")
-                .bind(req.tenant)
-                .bind(req.flow_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let row = row.ok_or(StoreError::NotFound)?;
-            let current: String = row.try_get("etag")?;
-            let previous: Option<i64> = row.try_get("live_version")?;
-            if let Some(expected) = req.if_match {
-                if expected != current && expected != "*" {
-                    return Err(StoreError::EtagMismatch { current });
-                }
-            }
-            let last: Option<i64> =
-                sqlx::query_scalar("SELECT MAX(version) FROM flow_versions WHERE tenant_id = ? AND flow_id = ?")
-                    .bind(req.tenant)
-                    .bind(req.flow_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let version = last.unwrap_or(0) + 1;
-            sqlx::query(
-                "INSERT INTO flow_versions (tenant_id, flow_id, version, document, author, comment, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(req.tenant)
-            .bind(req.flow_id)
-            .bind(version)
-            .bind(&text)
-            .bind(req.author)
-            .bind(req.comment)
-            .bind(req.at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE flows SET live_version = ?, live_by = ?, live_at = ? WHERE tenant_id = ? AND flow_id = ?")
-                .bind(version)
-                .bind(req.author)
-                .bind(req.at)
-                .bind(req.tenant)
-                .bind(req.flow_id)
-                .execute(&mut *tx)
-                .await?;
-            let from = serde_json::json!({"version": previous});
-            let to = serde_json::json!({"version": version, "comment": req.comment});
-            audit(&mut tx, Some(req.tenant), req.author, "flow.publish", req.flow_id, Some(&from), Some(&to), req.at).await?;
-            tx.commit().await?;
-            Ok(Version {
-                tenant: req.tenant.into(),
-                flow_id: req.flow_id.into(),
-                version: u32::try_from(version).unwrap_or(u32::MAX),
-                document: req.document.clone(),
-                author: req.author.into(),
-                comment: req.comment.into(),
-                created_at: req.at,
-            })
-        })
+        Box::pin(flows::publish(&self.pool, req))
     }
 
     fn rollback<'a>(
@@ -653,36 +289,7 @@ impl Store for SqliteStore {
         actor: Actor<'a>,
         at: UnixMs,
     ) -> StoreFuture<'a, Version> {
-        Box::pin(async move {
-            let mut tx = self.begin_write().await?;
-            let previous: Option<Option<i64>> =
-                sqlx::query_scalar("SELECT live_version FROM flows WHERE tenant_id = ? AND flow_id = ?")
-                    .bind(tenant)
-                    .bind(flow_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let previous = previous.ok_or(StoreError::NotFound)?;
-            let row = sqlx::query("SELECT * FROM flow_versions WHERE tenant_id = ? AND flow_id = ? AND version = ?")
-                .bind(tenant)
-                .bind(flow_id)
-                .bind(i64::from(version))
-                .fetch_optional(&mut *tx)
-                .await?;
-            let target = version_row(&row.ok_or(StoreError::NotFound)?)?;
-            sqlx::query("UPDATE flows SET live_version = ?, live_by = ?, live_at = ? WHERE tenant_id = ? AND flow_id = ?")
-                .bind(i64::from(version))
-                .bind(actor)
-                .bind(at)
-                .bind(tenant)
-                .bind(flow_id)
-                .execute(&mut *tx)
-                .await?;
-            let from = serde_json::json!({"version": previous});
-            let to = serde_json::json!({"version": version});
-            audit(&mut tx, Some(tenant), actor, "flow.rollback", flow_id, Some(&from), Some(&to), at).await?;
-            tx.commit().await?;
-            Ok(target)
-        })
+        Box::pin(flows::rollback(&self.pool, tenant, flow_id, version, actor, at))
     }
 
     fn list_versions<'a>(
@@ -691,48 +298,11 @@ impl Store for SqliteStore {
         flow_id: &'a str,
         page: &'a PageRequest,
     ) -> StoreFuture<'a, Page<VersionSummary>> {
-        Box::pin(async move {
-            let limit = page.effective_limit();
-            let before: i64 =
-                page.cursor.as_deref().and_then(decode_cursor).and_then(|c| c.parse().ok()).unwrap_or(i64::MAX);
-            let rows = sqlx::query(
-                "SELECT v.version, v.author, v.comment, v.created_at, (f.live_version = v.version) AS live
-                 FROM flow_versions v JOIN flows f ON f.tenant_id = v.tenant_id AND f.flow_id = v.flow_id
-                 WHERE v.tenant_id = ? AND v.flow_id = ? AND v.version < ?
-                 ORDER BY v.version DESC LIMIT ?",
-            )
-            .bind(tenant)
-            .bind(flow_id)
-            .bind(before)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-            let items = rows
-                .iter()
-                .map(|row| {
-                    Ok(VersionSummary {
-                        version: u32_col(row, "version")?,
-                        author: row.try_get("author")?,
-                        comment: row.try_get("comment")?,
-                        created_at: row.try_get("created_at")?,
-                        live: row.try_get::<Option<bool>, _>("live")?.unwrap_or(false),
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(paginate(items, limit, |v| v.version.to_string()))
-        })
+        Box::pin(flows::list_versions(&self.pool, tenant, flow_id, page))
     }
 
     fn get_version<'a>(&'a self, tenant: &'a str, flow_id: &'a str, version: u32) -> StoreFuture<'a, Option<Version>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM flow_versions WHERE tenant_id = ? AND flow_id = ? AND version = ?")
-                .bind(tenant)
-                .bind(flow_id)
-                .bind(i64::from(version))
-                .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(version_row).transpose()
-        })
+        Box::pin(flows::get_version(&self.pool, tenant, flow_id, version))
     }
 
     fn list_numbers<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Number>> {
@@ -751,7 +321,7 @@ impl Store for SqliteStore {
         at: UnixMs,
     ) -> StoreFuture<'a, Number> {
         Box::pin(async move {
-            let mut tx = self.begin_write().await?;
+            let mut tx = flows::begin_write(&self.pool).await?;
             let existing = sqlx::query("SELECT * FROM numbers WHERE did = ?").bind(did).fetch_optional(&mut *tx).await?;
             let existing = existing.as_ref().map(number_row).transpose()?;
             if existing.as_ref().is_some_and(|n| n.tenant != tenant) {
@@ -787,7 +357,7 @@ impl Store for SqliteStore {
 
     fn delete_number<'a>(&'a self, tenant: &'a str, did: &'a str, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut tx = self.begin_write().await?;
+            let mut tx = flows::begin_write(&self.pool).await?;
             let flow: Option<String> = sqlx::query_scalar("SELECT flow_id FROM numbers WHERE tenant_id = ? AND did = ?")
                 .bind(tenant)
                 .bind(did)
@@ -963,27 +533,5 @@ impl Store for SqliteStore {
             tx.commit().await?;
             Ok(LiveState { tenants, numbers, flows })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip() {
-        for s in ["", "support", "1700000000000.call@host;x=1"] {
-            assert_eq!(decode_cursor(&encode_cursor(s)).as_deref(), Some(s));
-        }
-        assert_eq!(decode_cursor("zz"), None);
-        assert_eq!(decode_cursor("abc"), None);
-    }
-
-    #[test]
-    fn etags_change_with_history_and_content() {
-        let a = next_etag("", "{}");
-        assert_ne!(a, next_etag(&a, "{}"));
-        assert_ne!(a, next_etag("", "{\"a\":1}"));
-        assert_eq!(a, next_etag("", "{}"));
     }
 }
