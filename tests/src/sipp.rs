@@ -88,16 +88,23 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// sipp's message log separates messages with lines such as
-/// `----------------------------------------------- 2026-.. UDP message received [NNN] bytes :`.
+/// sipp's message log separates messages with a dashed line carrying a
+/// time stamp, followed by `UDP message received [N] bytes :` or
+/// `UDP message sent (N bytes):`, a blank line and the message.
 fn split_trace(log: &str, dir: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur: Option<String> = None;
+    let mut expect_header = false;
     for line in log.lines() {
         if line.starts_with("----------") {
             if let Some(c) = cur.take() {
                 out.push(c);
             }
+            expect_header = true;
+            continue;
+        }
+        if expect_header {
+            expect_header = false;
             if line.contains(&format!("message {dir}")) {
                 cur = Some(String::new());
             }
@@ -266,9 +273,12 @@ mod tests {
 
     #[test]
     fn splits_trace_by_direction() {
-        let log = "----------------------------------------------- 2026-01-01 UDP message sent (10 bytes):\n\nINVITE x\n\
------------------------------------------------ 2026-01-01 UDP message received [20] bytes :\n\nSIP/2.0 200 OK\nVia: a\n\
------------------------------------------------ 2026-01-01 UDP message sent (3 bytes):\n\nACK\n";
+        let log = "----------------------------------------------- 2026-01-01 19:54:46.138645\n\
+UDP message sent (10 bytes):\n\nINVITE x\n\n\
+----------------------------------------------- 2026-01-01 19:54:46.139272\n\
+UDP message received [20] bytes :\n\nSIP/2.0 200 OK\nVia: a\n\n\
+----------------------------------------------- 2026-01-01 19:54:46.139999\n\
+UDP message sent (3 bytes):\n\nACK\n";
         let r = split_trace(log, "received");
         assert_eq!(r.len(), 1);
         assert!(r[0].contains("SIP/2.0 200 OK"));

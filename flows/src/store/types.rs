@@ -5,7 +5,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::UnixMs;
-use crate::interpreter::FallbackPolicy;
+use crate::interpreter::{Disposition, FallbackPolicy, Step};
 use crate::validate::{HttpAllowList, ValidationContext};
 
 /// What an API key may do.
@@ -196,6 +196,21 @@ pub struct CallRecord {
     pub timeline: Value,
 }
 
+impl CallRecord {
+    /// The stored name of an interpreter disposition (`completed`, …).
+    pub fn disposition_name(d: Disposition) -> String {
+        match serde_json::to_value(d) {
+            Ok(Value::String(s)) => s,
+            _ => format!("{d:?}").to_lowercase(),
+        }
+    }
+
+    /// The stored form of an interpreter timeline.
+    pub fn timeline_json(steps: &[Step]) -> Value {
+        serde_json::to_value(steps).unwrap_or(Value::Array(Vec::new()))
+    }
+}
+
 /// A call in a list, without its timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct CallSummary {
@@ -271,4 +286,21 @@ pub struct LiveState {
     pub tenants: Vec<(String, TenantSettings)>,
     pub numbers: Vec<Number>,
     pub flows: Vec<LiveFlowRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispositions_and_timelines_have_a_stored_form() {
+        assert_eq!(CallRecord::disposition_name(Disposition::CallerHungUp), "caller_hung_up");
+        assert_eq!(CallRecord::timeline_json(&[]), serde_json::json!([]));
+    }
+
+    #[test]
+    fn old_settings_rows_read_with_defaults() {
+        let s: TenantSettings = serde_json::from_str("{}").expect("reads");
+        assert_eq!(s, TenantSettings::default());
+    }
 }

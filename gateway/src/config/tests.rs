@@ -91,8 +91,10 @@ fn default_values() {
 
 #[test]
 fn serialized_config_round_trips() {
-    let mut c = GatewayConfig::default();
-    c.public_ip = Some("10.0.0.7".parse().unwrap());
+    let mut c = GatewayConfig {
+        public_ip: Some("10.0.0.7".parse().unwrap()),
+        ..Default::default()
+    };
     c.trunks[0].auth = Some(TrunkAuth {
         username: "u".into(),
         password: "p".into(),
