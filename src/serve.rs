@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use voxgate_flows::app::{FlowsApp, FlowsConfig};
 use voxgate_gateway::call::{CallRouter, IncomingCall, RouteDecision};
 use voxgate_gateway::config::GatewayConfig;
 use voxgate_gateway::http::{self, HttpServer, Readiness};
@@ -11,27 +12,59 @@ use voxgate_gateway::{clock, sip};
 
 use crate::exit;
 
-/// Answers 404 to every call: the router when the demo is disabled and no
-/// flows are loaded.
-struct NoRoutes;
+/// Answers the DTMF echo test number with the built-in demo handler, and
+/// 404 to every other number no tenant owns.
+struct EchoNumber {
+    number: String,
+    demo: voxgate_gateway::demo::DemoRouter,
+}
 
-impl CallRouter for NoRoutes {
-    fn route(&self, _call: &IncomingCall) -> RouteDecision {
-        RouteDecision::Reject {
-            status: 404,
-            reason: "Not Found".to_owned(),
+impl CallRouter for EchoNumber {
+    fn route(&self, call: &IncomingCall) -> RouteDecision {
+        if call.did == self.number {
+            self.demo.route(call)
+        } else {
+            tracing::info!(did = %call.did, "no tenant owns this number; answering 404");
+            RouteDecision::Reject {
+                status: 404,
+                reason: "Not Found".to_owned(),
+            }
         }
     }
 }
 
-fn router_for(cfg: &GatewayConfig) -> Arc<dyn CallRouter> {
-    if cfg.demo.enabled {
-        Arc::new(voxgate_gateway::demo::DemoRouter::new(
-            voxgate_gateway::demo::DemoConfig::default(),
-        ))
+/// The base URL other parts of voxgate use to reach its own HTTP server.
+fn self_url(addr: std::net::SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
     } else {
-        Arc::new(NoRoutes)
-    }
+        addr.ip()
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
+async fn start_flows(
+    cfg: &GatewayConfig,
+    http_addr: std::net::SocketAddr,
+) -> Result<FlowsApp, voxgate_flows::app::FlowsStartError> {
+    let unknown: Option<Arc<dyn CallRouter>> = cfg.demo.enabled.then(|| {
+        Arc::new(EchoNumber {
+            number: cfg.demo.echo_number.clone(),
+            demo: voxgate_gateway::demo::DemoRouter::new(
+                voxgate_gateway::demo::DemoConfig::default(),
+            ),
+        }) as Arc<dyn CallRouter>
+    });
+    FlowsApp::start(FlowsConfig {
+        data_dir: cfg.data_dir.clone(),
+        http_base: self_url(http_addr),
+        demo: cfg.demo.enabled,
+        demo_agent_uri: cfg.demo.agent_uri.clone(),
+        demo_number: cfg.demo.flow_number.clone(),
+        ai: Arc::new(voxgate_flows::driver::UnavailableAi),
+        unknown_numbers: unknown,
+    })
+    .await
 }
 
 /// Runs the gateway to the end of its drain and returns the exit code.
@@ -57,7 +90,18 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
             return exit::USAGE;
         }
     };
-    let server = match sip::Server::start(sip_cfg, router_for(&cfg)).await {
+    let flows = match start_flows(&cfg, http_server.local_addr()).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    if let Some(key) = &flows.first_admin_key {
+        // Printed once, on the first start with an empty store.
+        println!("voxgate: first start. Admin API key (shown only once): {key}");
+    }
+    let server = match sip::Server::start(sip_cfg, flows.router.clone()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
@@ -74,7 +118,7 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
 
     let (stop_http, mut http_stopped) = watch::channel(false);
     let http_task = tokio::spawn(
-        http_server.serve(http::router(readiness.clone()), async move {
+        http_server.serve(http::router_with(readiness.clone(), [flows.api.clone()]), async move {
             let _ = http_stopped.wait_for(|stop| *stop).await;
         }),
     );

@@ -23,6 +23,8 @@ pub struct FlowsConfig {
     pub demo: bool,
     /// The agent the demo flow transfers to.
     pub demo_agent_uri: String,
+    /// The demo flow's DID.
+    pub demo_number: String,
     pub ai: Arc<dyn AiRunner>,
     /// Answers numbers no tenant owns; `None` answers them 404.
     pub unknown_numbers: Option<Arc<dyn CallRouter>>,
@@ -69,8 +71,8 @@ impl FlowsApp {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_dir(&config.data_dir).await?);
         let first_admin_key = crate::store::bootstrap(store.as_ref(), now_ms()).await?;
         if config.demo {
-            let seeded = crate::demo::seed(store.as_ref(), &config.http_base, &config.demo_agent_uri, now_ms()).await?;
-            tracing::info!(?seeded, number = crate::demo::DEMO_NUMBER, "demo tenant ready");
+            let seeded = crate::demo::seed(store.as_ref(), &config.http_base, &config.demo_agent_uri, &config.demo_number, now_ms()).await?;
+            tracing::info!(?seeded, number = %config.demo_number, "demo tenant ready");
         }
         let live = Arc::new(LiveTable::load(store.as_ref()).await?);
         let env = FlowEnv { http: FlowHttpClient::new()?, prompts_dir, cache_dir, ai: config.ai };

@@ -16,6 +16,7 @@ use crate::validate::{validate, HttpAllowList};
 
 pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_FLOW: &str = "demo";
+/// The demo number unless configured otherwise.
 pub const DEMO_NUMBER: &str = "100";
 const ACTOR: &str = "voxgate-demo-seed";
 
@@ -94,8 +95,8 @@ pub enum DemoError {
     Invalid(String),
 }
 
-/// Creates or refreshes the demo tenant, its flow and number `100`.
-pub async fn seed(store: &dyn Store, http_base: &str, agent_uri: &str, at: UnixMs) -> Result<Seeded, DemoError> {
+/// Creates or refreshes the demo tenant, its flow and its number.
+pub async fn seed(store: &dyn Store, http_base: &str, agent_uri: &str, number: &str, at: UnixMs) -> Result<Seeded, DemoError> {
     let host = url::Url::parse(http_base).ok().and_then(|u| u.host_str().map(String::from)).unwrap_or_else(|| "127.0.0.1".into());
     let document = demo_flow(http_base, agent_uri);
     let settings = demo_settings(&host);
@@ -138,9 +139,9 @@ pub async fn seed(store: &dyn Store, http_base: &str, agent_uri: &str, at: UnixM
             .await?;
         if created { Seeded::Created } else { Seeded::Republished }
     };
-    let routed = store.list_numbers(DEMO_TENANT).await?.iter().any(|n| n.did == DEMO_NUMBER);
+    let routed = store.list_numbers(DEMO_TENANT).await?.iter().any(|n| n.did == number);
     if !routed {
-        store.put_number(DEMO_TENANT, DEMO_NUMBER, DEMO_FLOW, ACTOR, at).await?;
+        store.put_number(DEMO_TENANT, number, DEMO_FLOW, ACTOR, at).await?;
     }
     Ok(outcome)
 }
@@ -172,9 +173,9 @@ mod tests {
     #[tokio::test]
     async fn seeding_is_idempotent_and_follows_the_http_address() {
         let store = SqliteStore::open_in_memory().await.expect("store");
-        assert_eq!(seed(&store, "http://127.0.0.1:8080", "sip:agent@127.0.0.1:5070", 1).await.expect("seed"), Seeded::Created);
-        assert_eq!(seed(&store, "http://127.0.0.1:8080", "sip:agent@127.0.0.1:5070", 2).await.expect("seed"), Seeded::Unchanged);
-        assert_eq!(seed(&store, "http://127.0.0.1:9090", "sip:agent@127.0.0.1:5070", 3).await.expect("seed"), Seeded::Republished);
+        assert_eq!(seed(&store, "http://127.0.0.1:8080", "sip:agent@127.0.0.1:5070", DEMO_NUMBER, 1).await.expect("seed"), Seeded::Created);
+        assert_eq!(seed(&store, "http://127.0.0.1:8080", "sip:agent@127.0.0.1:5070", DEMO_NUMBER, 2).await.expect("seed"), Seeded::Unchanged);
+        assert_eq!(seed(&store, "http://127.0.0.1:9090", "sip:agent@127.0.0.1:5070", DEMO_NUMBER, 3).await.expect("seed"), Seeded::Republished);
         let live = store.get_flow(DEMO_TENANT, DEMO_FLOW).await.expect("get").and_then(|f| f.live).expect("live");
         assert_eq!(live.version, 2);
         let numbers = store.list_numbers(DEMO_TENANT).await.expect("numbers");

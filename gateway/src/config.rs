@@ -111,6 +111,12 @@ pub struct TtsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DemoConfig {
     pub enabled: bool,
+    /// The DID of the demo flow (menu, assistant, agent, balance).
+    pub flow_number: String,
+    /// The DID of the DTMF echo test: a greeting, then each key read back.
+    pub echo_number: String,
+    /// Where the demo flow's agent transfer goes.
+    pub agent_uri: String,
 }
 
 /// One `[[trunks]]` entry: who may send INVITEs, and how.
@@ -251,7 +257,12 @@ impl Default for TtsConfig {
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            flow_number: "100".into(),
+            echo_number: "1000".into(),
+            agent_uri: "sip:agent@127.0.0.1:5070".into(),
+        }
     }
 }
 

@@ -152,6 +152,7 @@ fn torture_messages_over_udp() {
     let mut problems = Vec::new();
     for h in handles {
         let (name, statuses) = h.join().expect("thread");
+        eprintln!("rfc4475 {name:<12} -> {statuses:?}");
         if let Err(p) = check(&name, &statuses) {
             problems.push(p);
         }

@@ -10,6 +10,8 @@
 //! - [`server`]: [`Server`], the tokio driver: dispatch and drain.
 //! - `session`: one call's driver task around its [`uas::Uas`].
 //! - [`control`]: [`control::SipControl`], the `CallControl` of a call.
+//! - [`transfer`]: the sans-IO transfer core (REFER and B2BUA) and sipfrag.
+//! - `uac`: outbound requests: the INVITE to an agent, CANCEL, requests.
 
 pub mod control;
 pub mod guard;
@@ -17,6 +19,7 @@ pub mod msg;
 pub mod server;
 mod session;
 pub mod transport;
+pub mod transfer;
 pub mod trunk;
 pub mod uas;
 
