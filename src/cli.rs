@@ -23,6 +23,114 @@ pub enum Command {
     /// Check a config file, or print the embedded defaults.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Validate flow files offline, or push, publish and roll back flows.
+    #[command(subcommand)]
+    Flows(FlowsCommand),
+    /// Route numbers (DIDs) to flows.
+    #[command(subcommand)]
+    Numbers(NumbersCommand),
+    /// Create tenants (role admin).
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Create API keys (role admin).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Where the `/v1` API is, and the key to use.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// The API base URL.
+    #[arg(long, env = env::API_URL, default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// The API key (a bearer token).
+    #[arg(long, env = env::API_KEY, hide_env_values = true)]
+    pub key: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlowsCommand {
+    /// Validate a flow file without a server; exit 1 when it has errors.
+    Validate {
+        file: PathBuf,
+        /// A host the flow's http nodes may call (repeatable).
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
+        /// Allow private and loopback addresses in http nodes.
+        #[arg(long)]
+        allow_private: bool,
+    },
+    /// Create or replace a flow's draft from a file.
+    Push {
+        file: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Publish the flow's draft as a new live version.
+    Publish {
+        flow: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Make an older version live again.
+    Rollback {
+        flow: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        version: u32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NumbersCommand {
+    /// Route DID to a flow of the tenant.
+    Set {
+        did: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        flow: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// admin, noc, editor, qa or viewer.
+        #[arg(long)]
+        role: String,
+        /// The tenant, for editor, qa and viewer keys.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 /// The config file and the flags that override config keys.

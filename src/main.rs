@@ -3,6 +3,7 @@
 //! or configuration, 69 when a socket cannot be bound, 70 for other
 //! failures; `voxgate call` adds 1 (rejected) and 2 (no answer).
 
+mod admin;
 mod call;
 mod cli;
 mod serve;
@@ -84,6 +85,13 @@ fn run(cli: Cli) -> i32 {
             install_crypto_provider();
             with_runtime(call::run(args))
         }
+        Command::Flows(cli::FlowsCommand::Validate { file, allow_hosts, allow_private }) => {
+            admin::validate(&file, &allow_hosts, allow_private)
+        }
+        Command::Flows(cmd) => with_runtime(admin::flows(cmd)),
+        Command::Numbers(cmd) => with_runtime(admin::numbers(cmd)),
+        Command::Tenants(cmd) => with_runtime(admin::tenants(cmd)),
+        Command::Keys(cmd) => with_runtime(admin::keys(cmd)),
     }
 }
 

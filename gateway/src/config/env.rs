@@ -23,6 +23,10 @@ pub const TTS_RATE: &str = "VOXGATE_TTS_RATE";
 pub const TTS_PITCH: &str = "VOXGATE_TTS_PITCH";
 pub const TTS_ESPEAK_PATH: &str = "VOXGATE_TTS_ESPEAK_PATH";
 pub const DEMO_ENABLED: &str = "VOXGATE_DEMO_ENABLED";
+/// The `/v1` API base URL the admin commands (`voxgate flows …`) talk to.
+pub const API_URL: &str = "VOXGATE_API_URL";
+/// The API key the admin commands send as a bearer token.
+pub const API_KEY: &str = "VOXGATE_API_KEY";
 /// The tracing filter (not a config key): `RUST_LOG=voxgate=debug`.
 pub const LOG: &str = "RUST_LOG";
 

@@ -149,6 +149,35 @@ impl DialogInfo {
         }
     }
 
+    /// The dialog a UAC forms when `response`, a 2xx, answers our `invite`
+    /// (RFC 3261 §12.1.2): the route set is the Record-Route reversed.
+    pub fn from_uac(invite: &Request, response: &Response, peer: SocketAddr, via_host: String, transport: &'static str) -> Self {
+        let value = |name: &str| response.header_value(name);
+        let all = |name: &str| -> Vec<String> {
+            response
+                .headers
+                .iter()
+                .filter(|h| h.name().eq_ignore_ascii_case(name))
+                .flat_map(|h| split_commas(h.value().trim()))
+                .collect()
+        };
+        let mut route_set = all("Record-Route");
+        route_set.reverse();
+        let seq = invite.cseq_header().ok().and_then(|c| c.seq().ok()).unwrap_or(1);
+        Self {
+            call_id: call_id(invite),
+            local: header(invite, "From").unwrap_or_default(),
+            remote: value("To").unwrap_or_default(),
+            remote_target: value("Contact").map(|c| uri_of(&c)).unwrap_or_else(|| invite.uri.to_string()),
+            route_set,
+            local_contact: format!("<sip:voxgate@{via_host}>"),
+            via_host,
+            transport,
+            peer,
+            local_seq: AtomicU32::new(seq.saturating_add(1)),
+        }
+    }
+
     /// A request in this dialog, as text parsed by rsipstack.
     pub fn request(&self, method: &str, extra: &[(String, String)], body: Option<(&str, &[u8])>) -> Option<Request> {
         let seq = self.local_seq.fetch_add(1, Ordering::Relaxed);
