@@ -17,7 +17,10 @@ fn admin_key(gw: &Gateway) -> String {
     let line = gw
         .wait_for_log(Duration::from_secs(10), |l| l.contains("Admin API key"))
         .expect("the first start prints an admin key");
-    line.split_whitespace().find(|w| w.starts_with("vgk_")).expect("a key in the line").to_string()
+    line.split_whitespace()
+        .find(|w| w.starts_with("vgk_"))
+        .expect("a key in the line")
+        .to_string()
 }
 
 fn voxgate(gw: &Gateway, key: &str, args: &[&str]) -> Output {
@@ -30,30 +33,54 @@ fn voxgate(gw: &Gateway, key: &str, args: &[&str]) -> Output {
 }
 
 fn ok_json(out: Output) -> Value {
-    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 fn api_get(addr: SocketAddr, key: &str, path: &str) -> (u16, Value) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n").expect("write");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");
     let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
     // Small JSON bodies only; a chunked body is one chunk here.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body.split_once("\r\n").map(|(_, rest)| rest.rsplit_once("\r\n0\r\n").map_or(rest, |(b, _)| b)).unwrap_or(body)
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body.split_once("\r\n")
+            .map(|(_, rest)| rest.rsplit_once("\r\n0\r\n").map_or(rest, |(b, _)| b))
+            .unwrap_or(body)
     } else {
         body
     };
-    (status, serde_json::from_str(body.trim()).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+    )
 }
 
 fn call(gw: &Gateway, did: &str, hangup_after: &str) -> Child {
     Command::new(voxgate_bin())
-        .args(["call", &format!("sip:{did}@{}", gw.sip_addr()), "--hangup-after", hangup_after, "--json"])
+        .args([
+            "call",
+            &format!("sip:{did}@{}", gw.sip_addr()),
+            "--hangup-after",
+            hangup_after,
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -95,7 +122,12 @@ fn calls(gw: &Gateway, key: &str) -> Vec<Value> {
 fn nodes_of(gw: &Gateway, key: &str, id: &str) -> (u64, Vec<String>) {
     let (status, body) = api_get(gw.http_addr(), key, &format!("/v1/tenants/acme/calls/{id}"));
     assert_eq!(status, 200, "{body}");
-    let nodes = body["timeline"].as_array().expect("timeline").iter().map(|s| s["node"].as_str().unwrap_or("").to_string()).collect();
+    let nodes = body["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|s| s["node"].as_str().unwrap_or("").to_string())
+        .collect();
     (body["version"].as_u64().expect("version"), nodes)
 }
 
@@ -105,32 +137,110 @@ fn publish_during_a_call_pins_versions_and_rollback_restores_the_old_path() {
     let admin = admin_key(&gw);
     let dir = TempDir::new("flows-e2e").expect("temp dir");
 
-    ok_json(voxgate(&gw, &admin, &["tenants", "create", "acme", "--name", "Acme"]));
-    let created = ok_json(voxgate(&gw, &admin, &["keys", "create", "--role", "editor", "--tenant", "acme", "--label", "cx"]));
-    let editor = created["token"].as_str().expect("the key is shown once").to_string();
+    ok_json(voxgate(
+        &gw,
+        &admin,
+        &["tenants", "create", "acme", "--name", "Acme"],
+    ));
+    let created = ok_json(voxgate(
+        &gw,
+        &admin,
+        &[
+            "keys", "create", "--role", "editor", "--tenant", "acme", "--label", "cx",
+        ],
+    ));
+    let editor = created["token"]
+        .as_str()
+        .expect("the key is shown once")
+        .to_string();
 
     // Offline validation catches a broken flow before anything is pushed.
     let broken = json!({"id": "care", "name": "Care", "entry": "a", "nodes": {"a": {"type": "say", "text": "hi", "edges": {"next": "nowhere"}}}});
-    let out = Command::new(voxgate_bin()).args(["flows", "validate", &write_flow(dir.path(), "broken.json", &broken)]).output().expect("runs");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(voxgate_bin())
+        .args([
+            "flows",
+            "validate",
+            &write_flow(dir.path(), "broken.json", &broken),
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
 
     // v1 live on 4420.
-    ok_json(voxgate(&gw, &editor, &["flows", "push", &write_flow(dir.path(), "v1.json", &v1()), "--tenant", "acme"]));
-    let published = ok_json(voxgate(&gw, &editor, &["flows", "publish", "care", "--tenant", "acme", "--comment", "first"]));
+    ok_json(voxgate(
+        &gw,
+        &editor,
+        &[
+            "flows",
+            "push",
+            &write_flow(dir.path(), "v1.json", &v1()),
+            "--tenant",
+            "acme",
+        ],
+    ));
+    let published = ok_json(voxgate(
+        &gw,
+        &editor,
+        &[
+            "flows",
+            "publish",
+            "care",
+            "--tenant",
+            "acme",
+            "--comment",
+            "first",
+        ],
+    ));
     assert_eq!(published["version"], 1, "{published}");
-    ok_json(voxgate(&gw, &editor, &["numbers", "set", "4420", "--tenant", "acme", "--flow", "care"]));
+    ok_json(voxgate(
+        &gw,
+        &editor,
+        &[
+            "numbers", "set", "4420", "--tenant", "acme", "--flow", "care",
+        ],
+    ));
 
     // A long call on v1 is in progress...
     let long_call = call(&gw, "4420", "20s");
     let in_progress = wait_until(Duration::from_secs(10), || {
-        calls(&gw, &editor).into_iter().find(|c| c["ended_at"].is_null()).map(|c| c["id"].as_str().unwrap_or("").to_string())
+        calls(&gw, &editor)
+            .into_iter()
+            .find(|c| c["ended_at"].is_null())
+            .map(|c| c["id"].as_str().unwrap_or("").to_string())
     })
     .expect("the call shows up as in progress");
 
     // ...when v2 is published. The next call runs v2 at once.
-    ok_json(voxgate(&gw, &editor, &["flows", "push", &write_flow(dir.path(), "v2.json", &v2()), "--tenant", "acme"]));
-    let published = ok_json(voxgate(&gw, &editor, &["flows", "publish", "care", "--tenant", "acme", "--comment", "shorter"]));
+    ok_json(voxgate(
+        &gw,
+        &editor,
+        &[
+            "flows",
+            "push",
+            &write_flow(dir.path(), "v2.json", &v2()),
+            "--tenant",
+            "acme",
+        ],
+    ));
+    let published = ok_json(voxgate(
+        &gw,
+        &editor,
+        &[
+            "flows",
+            "publish",
+            "care",
+            "--tenant",
+            "acme",
+            "--comment",
+            "shorter",
+        ],
+    ));
     assert_eq!(published["version"], 2, "{published}");
     let next = summary(call(&gw, "4420", "10s"));
     assert_eq!(next["disposition"]["kind"], "answered", "{next}");
@@ -140,17 +250,39 @@ fn publish_during_a_call_pins_versions_and_rollback_restores_the_old_path() {
     assert_eq!(first["disposition"]["kind"], "answered", "{first}");
     let (version, nodes) = nodes_of(&gw, &editor, &in_progress);
     assert_eq!(version, 1);
-    assert_eq!(nodes, ["v1_hello", "v1_wait", "v1_bye"], "the call in progress finished on v1");
-    let latest = calls(&gw, &editor).into_iter().find(|c| c["id"] != in_progress.as_str()).expect("the second call");
+    assert_eq!(
+        nodes,
+        ["v1_hello", "v1_wait", "v1_bye"],
+        "the call in progress finished on v1"
+    );
+    let latest = calls(&gw, &editor)
+        .into_iter()
+        .find(|c| c["id"] != in_progress.as_str())
+        .expect("the second call");
     let (version, nodes) = nodes_of(&gw, &editor, latest["id"].as_str().expect("id"));
     assert_eq!(version, 2);
     assert_eq!(nodes, ["v2_hello", "v2_bye"]);
 
     // Roll back: the next call takes the old path again.
-    let rolled = ok_json(voxgate(&gw, &editor, &["flows", "rollback", "care", "--tenant", "acme", "--version", "1"]));
+    let rolled = ok_json(voxgate(
+        &gw,
+        &editor,
+        &[
+            "flows",
+            "rollback",
+            "care",
+            "--tenant",
+            "acme",
+            "--version",
+            "1",
+        ],
+    ));
     assert_eq!(rolled["live_version"], 1, "{rolled}");
     summary(call(&gw, "4420", "15s"));
-    let newest = calls(&gw, &editor).into_iter().next().expect("newest call first");
+    let newest = calls(&gw, &editor)
+        .into_iter()
+        .next()
+        .expect("newest call first");
     let (version, nodes) = nodes_of(&gw, &editor, newest["id"].as_str().expect("id"));
     assert_eq!(version, 1);
     assert_eq!(nodes[0], "v1_hello");
@@ -161,14 +293,37 @@ fn unknown_numbers_get_404_and_unpublished_flows_480() {
     let gw = Gateway::start().expect("gateway starts");
     let admin = admin_key(&gw);
     let dir = TempDir::new("flows-e2e-480").expect("temp dir");
-    ok_json(voxgate(&gw, &admin, &["tenants", "create", "acme", "--name", "Acme"]));
-    ok_json(voxgate(&gw, &admin, &["flows", "push", &write_flow(dir.path(), "v1.json", &v1()), "--tenant", "acme"]));
-    ok_json(voxgate(&gw, &admin, &["numbers", "set", "4421", "--tenant", "acme", "--flow", "care"]));
+    ok_json(voxgate(
+        &gw,
+        &admin,
+        &["tenants", "create", "acme", "--name", "Acme"],
+    ));
+    ok_json(voxgate(
+        &gw,
+        &admin,
+        &[
+            "flows",
+            "push",
+            &write_flow(dir.path(), "v1.json", &v1()),
+            "--tenant",
+            "acme",
+        ],
+    ));
+    ok_json(voxgate(
+        &gw,
+        &admin,
+        &[
+            "numbers", "set", "4421", "--tenant", "acme", "--flow", "care",
+        ],
+    ));
 
     let unknown = summary(call(&gw, "5559999", "2s"));
     assert_eq!(unknown["disposition"]["kind"], "rejected", "{unknown}");
     assert_eq!(unknown["disposition"]["code"], 404, "{unknown}");
     let unpublished = summary(call(&gw, "4421", "2s"));
     assert_eq!(unpublished["disposition"]["code"], 480, "{unpublished}");
-    assert!(gw.log_text().contains("no published version"), "the 480 is explained in the log");
+    assert!(
+        gw.log_text().contains("no published version"),
+        "the 480 is explained in the log"
+    );
 }

@@ -16,8 +16,6 @@ use crate::media::{MediaSession, MEDIA_SAMPLE_RATE};
 /// What the control asks of the call task.
 pub(crate) enum ControlCommand {
     Hangup,
-    // The request is unread until transfers are built (see session.rs).
-    #[allow(dead_code)]
     Transfer(TransferRequest, oneshot::Sender<Result<TransferOutcome, TransferError>>),
 }
 

@@ -21,6 +21,7 @@ mod session;
 pub mod transport;
 pub mod transfer;
 pub mod trunk;
+mod uac;
 pub mod uas;
 
 /// Methods voxgate answers, for `Allow` headers.

@@ -18,7 +18,7 @@ use super::msg::{self, DialogInfo};
 use super::server::Shared;
 use super::trunk::TrunkConfig;
 use super::uas::{Body, Decision, EndReason, InDialogMethod, OutRequest, Reply, TxId, Uas, UasConfig, UasEvent};
-use crate::call::{CallEvent, CallHandle, CallInfo, IncomingCall, RouteDecision, TransferError};
+use crate::call::{CallEvent, CallHandle, CallInfo, IncomingCall, RouteDecision};
 use crate::clock;
 use crate::dtmf::DtmfSource;
 use crate::media::{MediaEvent, MediaParams, MediaSession};
@@ -34,7 +34,14 @@ pub(crate) enum CallInput {
     Request(Box<Transaction>),
     /// The server's drain timeout is over: end the call.
     Drain,
+    /// The final status of transfer `id`'s REFER, `None` if none came.
+    ReferAnswer(u64, Option<u16>),
+    /// What the INVITE to transfer `id`'s agent reported.
+    Agent(u64, super::uac::AgentEvent),
 }
+
+#[path = "session_transfer.rs"]
+mod transfer_glue;
 
 /// A server transaction we answer through its event channel.
 struct TxHandle {
@@ -100,6 +107,13 @@ struct Call {
     control: Option<Arc<SipControl>>,
     control_tx: mpsc::UnboundedSender<ControlCommand>,
     codec: &'static str,
+    /// Transfers in progress or still cleaning up their agent leg.
+    transfers: Vec<transfer_glue::ActiveTransfer>,
+    next_transfer: u64,
+    /// A REFER went out on the caller's dialog, so NOTIFYs are expected.
+    refer_sent: bool,
+    /// A transfer succeeded: the call counts as transferred.
+    transferred: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -149,6 +163,10 @@ pub(crate) async fn run(
         control: None,
         control_tx,
         codec: "PCMU",
+        transfers: Vec::new(),
+        next_transfer: 0,
+        refer_sent: false,
+        transferred: false,
     };
     call.txs.insert(0, pump(tx, 0, inputs));
     call.flush().await;
@@ -160,15 +178,23 @@ pub(crate) async fn run(
     call.flush().await;
 
     let mut media_events = call.media.as_ref().and_then(|m| m.take_events());
-    while !call.uas.is_terminated() {
-        let deadline = call.uas.poll_timeout().map(tokio::time::Instant::from_std);
+    // A transfer may outlive the caller's leg briefly: a CANCELled agent
+    // leg waits for its final response.
+    while !call.uas.is_terminated() || call.transfer_pending() {
+        let deadline = [call.uas.poll_timeout(), call.transfer_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std);
         tokio::select! {
             input = input_rx.recv() => match input {
                 Some(input) => call.handle_input(input).await,
                 None => break,
             },
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
-                call.uas.handle_timeout(clock::now());
+                let now = clock::now();
+                call.uas.handle_timeout(now);
+                call.handle_transfer_timeout(now);
             }
             ev = async { match media_events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 match ev {
@@ -176,11 +202,12 @@ pub(crate) async fn run(
                     None => media_events = None,
                 }
             }
-            cmd = control_rx.recv() => if let Some(cmd) = cmd { call.handle_command(cmd) },
+            cmd = control_rx.recv() => if let Some(cmd) = cmd { call.handle_command(cmd).await },
         }
         call.flush().await;
     }
     call.flush().await;
+    call.end_transfers();
     if let Some(media) = &call.media {
         media.close();
     }
@@ -260,7 +287,7 @@ impl Call {
             },
             CallInput::TxMessage(_, SipMessage::Response(_)) => {}
             CallInput::Request(tx) => {
-                let tx = *tx;
+                let Some(tx) = self.agent_request(*tx) else { return };
                 let id = self.next_tx;
                 self.next_tx += 1;
                 let method = tx.original.method;
@@ -294,16 +321,15 @@ impl Call {
                 }
             }
             CallInput::Drain => self.uas.handle_hangup(now, 503),
+            CallInput::ReferAnswer(id, status) => self.handle_refer_answer(id, status),
+            CallInput::Agent(id, ev) => self.handle_agent(id, ev),
         }
     }
 
-    fn handle_command(&mut self, cmd: ControlCommand) {
+    async fn handle_command(&mut self, cmd: ControlCommand) {
         match cmd {
             ControlCommand::Hangup => self.uas.handle_hangup(clock::now(), 480),
-            ControlCommand::Transfer(_, reply) => {
-                // Not built yet: say so plainly instead of pretending.
-                let _ = reply.send(Err(TransferError::InvalidTarget("transfers are not implemented yet".into())));
-            }
+            ControlCommand::Transfer(request, reply) => self.start_transfer(request, reply).await,
         }
     }
 
@@ -379,6 +405,7 @@ impl Call {
                 progressed = true;
                 self.handle_event(ev);
             }
+            progressed |= self.drive_transfers();
             if !progressed {
                 break;
             }
@@ -401,7 +428,9 @@ impl Call {
             }
             UasEvent::InDialog { tx, method } => self.answer_in_dialog(tx, method),
             UasEvent::Terminated(reason) => {
+                self.transfer_caller_gone();
                 let outcome = match reason {
+                    EndReason::RemoteBye | EndReason::LocalBye if self.transferred => CallOutcome::Transferred,
                     EndReason::Rejected(_) => CallOutcome::Rejected,
                     EndReason::Cancelled => CallOutcome::Cancelled,
                     EndReason::NoAck => CallOutcome::Failed,
@@ -485,9 +514,9 @@ impl Call {
                 }
             }
             InDialogMethod::Options => reply.headers.push(("Allow".into(), super::ALLOW.into())),
+            // We do not take transfers from the carrier.
             InDialogMethod::Refer => reply.status = 603,
-            // No subscription of ours (blind transfer is not built yet).
-            InDialogMethod::Notify => reply.status = 481,
+            InDialogMethod::Notify => reply.status = self.answer_notify(&req),
         }
         self.in_dialog_reply(reply);
     }

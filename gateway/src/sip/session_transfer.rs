@@ -302,16 +302,17 @@ impl Call {
                 });
             }
             TransferAction::StartBridge => {
+                // The caller hears the agent now, not the bot. The stop is
+                // queued before the bridge's own playback starts.
+                if let Some(c) = &self.control {
+                    c.stop_playback();
+                }
                 let bridged = match (t.agent.as_mut(), caller_media.as_ref()) {
                     (Some(leg), Some(caller)) => leg.bridge_with(caller),
                     _ => false,
                 };
                 if bridged {
                     self.transferred = true;
-                    // The caller hears the agent now, not the bot.
-                    if let Some(c) = &self.control {
-                        c.stop_playback();
-                    }
                 } else {
                     t.core.handle_bridge_failed(now);
                 }

@@ -300,12 +300,11 @@ impl Transfer {
             }
             (TransferState::Calling(_), 408 | 480) => self.fail(TransferError::NoAnswer),
             (TransferState::Calling(_), _) => self.fail(TransferError::Rejected { status }),
-            (TransferState::Cancelling(c), 100..=199) => {
-                if !c.cancel_sent {
-                    c.cancel_sent = true;
-                    self.actions.push_back(TransferAction::CancelAgent);
-                }
+            (TransferState::Cancelling(c), 100..=199) if !c.cancel_sent => {
+                c.cancel_sent = true;
+                self.actions.push_back(TransferAction::CancelAgent);
             }
+            (TransferState::Cancelling(_), 100..=199) => {}
             // The agent answered as we cancelled: hang that call up.
             (TransferState::Cancelling(_), 200..=299) => {
                 self.actions.push_back(TransferAction::ByeAgent);
