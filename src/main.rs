@@ -3,6 +3,9 @@
 //! or configuration, 69 when a socket cannot be bound, 70 for other
 //! failures; `voxgate call` adds 1 (rejected) and 2 (no answer).
 
+// Tests may start a virtual clock from the real one.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 mod admin;
 mod call;
 mod cli;

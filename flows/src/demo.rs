@@ -75,7 +75,6 @@ pub fn demo_settings(http_host: &str) -> TenantSettings {
             action: FallbackAction::Hangup,
         },
         http: HttpAllowList { hosts: vec![http_host.to_string()], allow_private: true },
-        ..TenantSettings::default()
     }
 }
 

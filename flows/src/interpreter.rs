@@ -410,14 +410,11 @@ impl Interpreter {
             }
             Phase::Apology => self.fallback_action(now),
             Phase::FallbackAction { hanging_up } => {
-                match (&result, hanging_up) {
-                    (ActionResult::TransferFailed { reason, .. } | ActionResult::Failed { reason }, false) => {
-                        self.note(format!("fallback transfer failed: {reason}"));
-                        self.phase = Phase::FallbackAction { hanging_up: true };
-                        self.pending = Some(Action::Hangup { reason: "fallback transfer failed".into() });
-                        return;
-                    }
-                    _ => {}
+                if let (ActionResult::TransferFailed { reason, .. } | ActionResult::Failed { reason }, false) = (&result, hanging_up) {
+                    self.note(format!("fallback transfer failed: {reason}"));
+                    self.phase = Phase::FallbackAction { hanging_up: true };
+                    self.pending = Some(Action::Hangup { reason: "fallback transfer failed".into() });
+                    return;
                 }
                 self.exit(if hanging_up { "hangup" } else { "transferred" }, now);
                 self.phase = Phase::Finished(if matches!(result, ActionResult::Transferred) { Disposition::Transferred } else { Disposition::Fallback });

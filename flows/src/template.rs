@@ -88,7 +88,7 @@ impl Template {
 
     /// Renders with `vars`; an unset variable renders as the empty string.
     pub fn render(&self, vars: &BTreeMap<String, Value>) -> String {
-        self.render_with(vars, |v| display(v))
+        self.render_with(vars, display)
     }
 
     /// Renders for a JSON body: each value is written as a JSON string's

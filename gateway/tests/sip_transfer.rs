@@ -1,6 +1,7 @@
 //! Call transfers end to end over loopback: raw UDP sockets act as the
 //! caller (transferee) and as the agent, against a real `sip::Server` on
 //! 127.0.0.1:0 whose handler calls `transfer`. Nothing leaves 127.0.0.1.
+#![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! The `voxgate` binary end to end on 127.0.0.1: config errors and exit
 //! codes, `serve` with port 0, readiness, a `voxgate call` to the demo,
 //! and a clean drain on SIGTERM.
+#![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -5,6 +5,7 @@
 //! source, ALSA's `null` device as player, the `sndfile` filter dumping the
 //! decoded far-end audio to WAV, and `ctrl_tcp` on 127.0.0.1 so the test
 //! drives it with netstring JSON commands and reads its events.
+#![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

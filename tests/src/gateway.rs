@@ -1,4 +1,5 @@
 //! Starts the real `voxgate serve` for one test and stops it by its PID.
+#![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

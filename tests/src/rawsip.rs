@@ -1,5 +1,6 @@
 //! Hand-made SIP requests over a UDP socket on 127.0.0.1, for checks that
 //! need no scenario (OPTIONS probes, INVITEs during drain).
+#![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

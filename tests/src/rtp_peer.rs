@@ -6,6 +6,7 @@
 //! time for a fixed duration. It counts what it sent and what it received,
 //! and derives receive loss from RTP sequence numbers per SSRC, so loss is
 //! measured in both directions without trusting either side's counters.
+#![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

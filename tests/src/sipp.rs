@@ -4,6 +4,7 @@
 //! before sipp reads them (sipp does not expand keywords in
 //! `play_pcap_audio`). sipp always gets `-i 127.0.0.1 -mi 127.0.0.1` and a
 //! `127.0.0.1` target.
+#![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
