@@ -555,4 +555,4 @@ impl Interpreter {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

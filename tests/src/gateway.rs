@@ -58,7 +58,23 @@ impl Gateway {
         Self::start_with(GatewayOptions::default())
     }
 
+    /// Starts a gateway with `opts`. A start that fails because the port
+    /// the kernel gave the UDP listener is taken on TCP ("Address already in
+    /// use", a race inherent to binding both on port 0) is retried twice.
     pub fn start_with(opts: GatewayOptions) -> anyhow::Result<Self> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(&opts) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                    eprintln!("voxgate-tests: gateway start raced for a port, retrying: {e:#}");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn start_once(opts: &GatewayOptions) -> anyhow::Result<Self> {
         let bin = crate::voxgate_bin();
         if !bin.is_file() {
             bail!(

@@ -98,6 +98,36 @@ fn write_flow(dir: &Path, name: &str, doc: &Value) -> String {
     path.display().to_string()
 }
 
+/// `voxgate flows push` then `voxgate flows publish`; the publish reply.
+fn push_and_publish(
+    gw: &Gateway,
+    key: &str,
+    dir: &Path,
+    file: &str,
+    doc: &Value,
+    comment: &str,
+) -> Value {
+    let path = write_flow(dir, file, doc);
+    ok_json(voxgate(
+        gw,
+        key,
+        &["flows", "push", &path, "--tenant", "acme"],
+    ));
+    ok_json(voxgate(
+        gw,
+        key,
+        &[
+            "flows",
+            "publish",
+            "care",
+            "--tenant",
+            "acme",
+            "--comment",
+            comment,
+        ],
+    ))
+}
+
 fn v1() -> Value {
     json!({"id": "care", "name": "Care", "entry": "v1_hello", "nodes": {
         "v1_hello": {"type": "say", "text": "This is version one of the care line.", "edges": {"next": "v1_wait"}},
@@ -173,30 +203,7 @@ fn publish_during_a_call_pins_versions_and_rollback_restores_the_old_path() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
 
     // v1 live on 4420.
-    ok_json(voxgate(
-        &gw,
-        &editor,
-        &[
-            "flows",
-            "push",
-            &write_flow(dir.path(), "v1.json", &v1()),
-            "--tenant",
-            "acme",
-        ],
-    ));
-    let published = ok_json(voxgate(
-        &gw,
-        &editor,
-        &[
-            "flows",
-            "publish",
-            "care",
-            "--tenant",
-            "acme",
-            "--comment",
-            "first",
-        ],
-    ));
+    let published = push_and_publish(&gw, &editor, dir.path(), "v1.json", &v1(), "first");
     assert_eq!(published["version"], 1, "{published}");
     ok_json(voxgate(
         &gw,
@@ -217,30 +224,7 @@ fn publish_during_a_call_pins_versions_and_rollback_restores_the_old_path() {
     .expect("the call shows up as in progress");
 
     // ...when v2 is published. The next call runs v2 at once.
-    ok_json(voxgate(
-        &gw,
-        &editor,
-        &[
-            "flows",
-            "push",
-            &write_flow(dir.path(), "v2.json", &v2()),
-            "--tenant",
-            "acme",
-        ],
-    ));
-    let published = ok_json(voxgate(
-        &gw,
-        &editor,
-        &[
-            "flows",
-            "publish",
-            "care",
-            "--tenant",
-            "acme",
-            "--comment",
-            "shorter",
-        ],
-    ));
+    let published = push_and_publish(&gw, &editor, dir.path(), "v2.json", &v2(), "shorter");
     assert_eq!(published["version"], 2, "{published}");
     let next = summary(call(&gw, "4420", "10s"));
     assert_eq!(next["disposition"]["kind"], "answered", "{next}");

@@ -10,7 +10,7 @@ use voxgate_gateway::call::{CallControl, CallError, CallInfo, IncomingCall, Play
 use voxgate_gateway::dtmf::{DtmfEvent, DtmfSource};
 
 use super::*;
-use crate::interpreter::{CallContext, Disposition, FallbackPolicy};
+use crate::interpreter::{Disposition, FallbackPolicy};
 use crate::model::Flow;
 
 /// What the fake call was asked to do.
@@ -123,16 +123,7 @@ fn tenant(allow_private: bool) -> TenantRuntime {
 
 fn interp(nodes: serde_json::Value) -> Interpreter {
     let flow: Flow = serde_json::from_value(json!({"id": "f", "name": "F", "entry": "start", "nodes": nodes})).expect("flow");
-    let ctx = CallContext {
-        caller_id: "5551234".into(),
-        did: "100".into(),
-        call_id: "c1".into(),
-        tenant: "demo".into(),
-        time: "2026-12-02T10:00:00Z".into(),
-        hour: 10,
-        weekday: "wed".into(),
-    };
-    Interpreter::new(Arc::new(flow), &ctx, FallbackPolicy::default(), clock::now())
+    Interpreter::new(Arc::new(flow), &crate::interpreter::tests::call(), FallbackPolicy::default(), clock::now())
 }
 
 fn menu_flow() -> serde_json::Value {

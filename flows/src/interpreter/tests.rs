@@ -8,7 +8,8 @@ fn flow(nodes: serde_json::Value) -> Arc<Flow> {
     Arc::new(serde_json::from_value(json!({"id": "f", "name": "F", "entry": "start", "nodes": nodes})).expect("flow reads"))
 }
 
-fn call() -> CallContext {
+/// The call every interpreter and driver test runs.
+pub(crate) fn call() -> CallContext {
     CallContext {
         caller_id: "5551234".into(),
         did: "100".into(),

@@ -278,7 +278,7 @@ pub fn extract_date(text: &str) -> Option<DateValue> {
         match w.as_str() {
             "today" | "tonight" => return Some(DateValue::Relative { days: 0 }),
             "tomorrow" => {
-                let after = prev == Some("after") && i >= 3 && ws[i - 3] == "day";
+                let after = prev == Some("after") && i >= 2 && ws[i - 2] == "day";
                 return Some(DateValue::Relative {
                     days: if after { 2 } else { 1 },
                 });

@@ -61,6 +61,10 @@ pub(crate) enum FaultAction {
 /// Per-session fault decisions. `frames_sent` counts data frames (partial,
 /// final, tts chunk, token, intent) already sent in this session.
 pub(crate) trait SessionFaults: Send {
+    /// How long the session takes to open (a slow start) before `ready`.
+    fn start_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     fn before_frame(&mut self, frames_sent: u32) -> FaultAction;
 }
 
@@ -434,6 +438,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.set_active(active);
                 self.faults = self.shared.faults.for_session(kind);
                 self.sent = 0;
+                let delay = self.faults.start_delay();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 self.send(&WorkerMessage::Ready {
                     version: PROTOCOL_VERSION,
                     kind,
