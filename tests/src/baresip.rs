@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -105,7 +105,7 @@ impl Baresip {
         let body = json!({"command": command, "params": params, "token": token}).to_string();
         let frame = format!("{}:{},", body.len(), body);
         self.ctrl.write_all(frame.as_bytes())?;
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = crate::now() + Duration::from_secs(5);
         loop {
             if let Some(i) = self.events.iter().position(|v| {
                 v.get("response").is_some()
@@ -113,7 +113,7 @@ impl Baresip {
             }) {
                 return Ok(self.events.remove(i));
             }
-            if Instant::now() >= deadline {
+            if crate::now() >= deadline {
                 bail!("no response to `{command}`\nbaresip log:\n{}", self.log());
             }
             self.pump()?;
@@ -140,14 +140,14 @@ impl Baresip {
 
     /// Waits for an event of `kind` (`CALL_ESTABLISHED`, `CALL_CLOSED`, ...).
     pub fn wait_event(&mut self, kind: &str, timeout: Duration) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::now() + timeout;
         loop {
             if let Some(i) = self.events.iter().position(|v| {
                 v.get("event").is_some() && v.get("type").and_then(Value::as_str) == Some(kind)
             }) {
                 return Ok(self.events.remove(i));
             }
-            if Instant::now() >= deadline {
+            if crate::now() >= deadline {
                 bail!(
                     "no {kind} event within {timeout:?}\nbaresip log:\n{}",
                     self.log()
@@ -204,8 +204,8 @@ impl Baresip {
     /// Asks baresip to quit and waits up to 5 s, so its WAV dumps are closed.
     pub fn quit(&mut self) {
         let _ = self.command("quit", "");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
+        let deadline = crate::now() + Duration::from_secs(5);
+        while crate::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
@@ -227,11 +227,11 @@ impl Drop for Baresip {
 }
 
 fn wait_connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = crate::now() + Duration::from_secs(10);
     loop {
         match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
             Ok(s) => return Ok(s),
-            Err(e) if Instant::now() >= deadline => {
+            Err(e) if crate::now() >= deadline => {
                 bail!("baresip ctrl_tcp at {addr} not reachable: {e}")
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -122,7 +122,7 @@ impl Gateway {
             spawn_reader(err, log.clone());
         }
 
-        let deadline = Instant::now() + START_TIMEOUT;
+        let deadline = crate::now() + START_TIMEOUT;
         let addrs = loop {
             let (found, closed) = {
                 let guard = lock_log(&log);
@@ -137,7 +137,7 @@ impl Gateway {
                     tail(&log, 60)
                 );
             }
-            if closed >= 2 || Instant::now() >= deadline {
+            if closed >= 2 || crate::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 bail!(
@@ -214,7 +214,7 @@ impl Gateway {
 
     /// Waits until a log line satisfies `pred`; returns it.
     pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::now() + timeout;
         let mut seen = 0;
         let mut guard = lock_log(&self.log);
         loop {
@@ -222,7 +222,7 @@ impl Gateway {
                 return Some(l.clone());
             }
             seen = guard.lines.len();
-            let now = Instant::now();
+            let now = crate::now();
             if now >= deadline {
                 return None;
             }
@@ -250,12 +250,12 @@ impl Gateway {
 
     /// Waits for the process to exit; `None` on timeout.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::now() + timeout;
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return Some(st);
             }
-            if Instant::now() >= deadline {
+            if crate::now() >= deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(50));

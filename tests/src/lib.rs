@@ -123,7 +123,7 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(prefix: &str) -> anyhow::Result<Self> {
         static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
+        let nanos = crate::wall_now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
@@ -150,14 +150,27 @@ impl Drop for TempDir {
     }
 }
 
+/// The monotonic clock, read here only (the workspace's clippy config
+/// disallows `Instant::now` elsewhere): the test drivers' one clock.
+#[allow(clippy::disallowed_methods)]
+pub fn now() -> Instant {
+    Instant::now()
+}
+
+/// Wall-clock time, for unique temp names.
+#[allow(clippy::disallowed_methods)]
+pub fn wall_now() -> std::time::SystemTime {
+    std::time::SystemTime::now()
+}
+
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
 pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::now() + timeout;
     loop {
         if let Some(v) = f() {
             return Some(v);
         }
-        if Instant::now() >= deadline {
+        if crate::now() >= deadline {
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));

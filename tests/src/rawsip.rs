@@ -3,7 +3,7 @@
 #![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A UDP socket on 127.0.0.1 that sends requests to `target` and collects
 /// the responses.
@@ -87,11 +87,11 @@ impl RawSip {
     /// Responses that arrive within `timeout` (stops early once a final
     /// response for `call_id` arrived, when given).
     pub fn responses(&self, timeout: Duration, call_id: Option<&str>) -> Vec<RawResponse> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::now() + timeout;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65536];
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(crate::now());
             if left.is_zero() {
                 return out;
             }

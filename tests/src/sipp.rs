@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -252,7 +252,7 @@ impl Sipp {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let started = Instant::now();
+        let started = crate::now();
         let out = cmd.output().context("running sipp")?;
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
         Ok(SippRun {

@@ -138,8 +138,8 @@ fn torture_messages_over_udp() {
                 raw.send_raw(&msg).expect("send");
                 // Wait for a final answer, or the full window for silence.
                 let mut statuses = Vec::new();
-                let deadline = std::time::Instant::now() + Duration::from_secs(3);
-                while std::time::Instant::now() < deadline {
+                let deadline = voxgate_tests::now() + Duration::from_secs(3);
+                while voxgate_tests::now() < deadline {
                     let got = raw.responses(Duration::from_millis(300), None);
                     statuses.extend(got.iter().map(|r| r.status));
                     if statuses.iter().any(|s| *s >= 200) {

@@ -122,7 +122,7 @@ fn sample(pid: u32, tck: f64) -> anyhow::Result<ProcSample> {
             .unwrap_or(0)
     };
     Ok(ProcSample {
-        at: Instant::now(),
+        at: voxgate_tests::now(),
         cpu_s: (utime + stime) / tck,
         rss_kb: kb("VmRSS:"),
         hwm_kb: kb("VmHWM:"),
@@ -208,7 +208,7 @@ fn run_sipp(
     let stf = work.join(format!("{tag}-stat.csv"));
     let scen = voxgate_tests::sipp_dir().join("bench_call.xml");
     let port = voxgate_tests::free_udp_port()?;
-    let started = Instant::now();
+    let started = voxgate_tests::now();
     let out = Command::new("sipp")
         .current_dir(work)
         .arg(format!("127.0.0.1:{}", gw.sip_addr().port()))
@@ -300,13 +300,13 @@ fn parse_stat_csv(text: &str) -> SippStats {
 }
 
 fn wait_idle(gw: &Gateway, timeout: Duration) -> f64 {
-    let deadline = Instant::now() + timeout;
+    let deadline = voxgate_tests::now() + timeout;
     loop {
         let active = gw
             .metrics()
             .map(|m| m.value("voxgate_calls_active"))
             .unwrap_or(-1.0);
-        if active == 0.0 || Instant::now() >= deadline {
+        if active == 0.0 || voxgate_tests::now() >= deadline {
             return active;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -341,7 +341,7 @@ fn cps_phase(
     let mut best = 0.0f64;
     for &rate in &o.cps_steps {
         let need = Duration::from_secs(u64::from(o.cps_step_s) + 20);
-        if Instant::now() + need > deadline {
+        if voxgate_tests::now() + need > deadline {
             steps.push(json!({"target_cps": rate, "skipped": "time budget"}));
             continue;
         }
@@ -407,7 +407,7 @@ fn concurrent_phase(
         let ramp_ms = u64::from(n) * 1000 / u64::from(o.ramp_cps.max(1));
         let hold_ms = ramp_ms + u64::from(o.steady_s) * 1000 + 2000;
         let need = Duration::from_millis(hold_ms + ramp_ms + 25_000);
-        if Instant::now() + need > deadline {
+        if voxgate_tests::now() + need > deadline {
             steps.push(json!({"calls": n, "skipped": "time budget"}));
             continue;
         }
@@ -516,7 +516,7 @@ fn concurrent_phase(
 
 fn main() -> anyhow::Result<()> {
     let o = parse_args()?;
-    let started = Instant::now();
+    let started = voxgate_tests::now();
     let deadline = started + o.budget;
     voxgate_tests::require_tool("sipp")?;
     let work = TempDir::new("voxgate-bench")?;
