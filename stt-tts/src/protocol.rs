@@ -188,7 +188,7 @@ pub fn bytes_to_pcm(bytes: &[u8]) -> Result<Vec<i16>, ProtocolError> {
     if bytes.len() > MAX_FRAME_BYTES {
         return Err(ProtocolError::TooLarge(bytes.len()));
     }
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(ProtocolError::OddAudioLength(bytes.len()));
     }
     Ok(bytes

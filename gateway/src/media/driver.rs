@@ -197,7 +197,6 @@ impl Driver {
     }
 
     fn emit_dtmf(&self, d: DtmfEvent) {
-        metrics::global().dtmf_digits_total.inc();
         self.emit(MediaEvent::Dtmf(d));
     }
 
@@ -457,7 +456,6 @@ impl Driver {
             if let Some(d) = self.detector.as_mut().filter(|_| !self.rfc_seen) {
                 d.handle_samples(samples);
                 while let Some(e) = d.poll_event() {
-                    metrics::global().dtmf_digits_total.inc();
                     let _ = self.events.send(MediaEvent::Dtmf(e));
                 }
             }

@@ -170,14 +170,30 @@ pub struct Server {
     endpoint: rsipstack::transaction::Endpoint,
 }
 
+/// How often a port-0 listen address is tried when the UDP port the
+/// kernel picked is taken for TCP.
+const PORT_ZERO_ATTEMPTS: usize = 16;
+
+/// Binds UDP and TCP on one port. With port 0 the kernel picks a free UDP
+/// port, which may be taken for TCP: then another one is picked.
+async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), SipError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(listen).await.map_err(|source| SipError::Bind { transport: "UDP", addr: listen, source })?;
+        let local = udp.local_addr().map_err(|source| SipError::Bind { transport: "UDP", addr: listen, source })?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((udp, tcp, local)),
+            Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && attempt < PORT_ZERO_ATTEMPTS => continue,
+            Err(source) => return Err(SipError::Bind { transport: "TCP", addr: local, source }),
+        }
+    }
+}
+
 impl Server {
     /// Binds UDP and TCP on `cfg.listen` and starts serving.
     pub async fn start(cfg: SipServerConfig, router: Arc<dyn CallRouter>) -> Result<Server, SipError> {
-        let udp = UdpSocket::bind(cfg.listen)
-            .await
-            .map_err(|source| SipError::Bind { transport: "UDP", addr: cfg.listen, source })?;
-        let local = udp.local_addr().map_err(|source| SipError::Bind { transport: "UDP", addr: cfg.listen, source })?;
-        let tcp = TcpListener::bind(local).await.map_err(|source| SipError::Bind { transport: "TCP", addr: local, source })?;
+        let (udp, tcp, local) = bind_pair(cfg.listen).await?;
 
         let advertised_ip = cfg.public_ip.unwrap_or_else(|| {
             if local.ip().is_unspecified() {

@@ -95,6 +95,9 @@ struct Call {
     dialog: Option<DialogInfo>,
     media: Option<Arc<MediaSession>>,
     media_started: bool,
+    /// The negotiated media to switch on once the 200 goes out: until the
+    /// call is answered we receive but send nothing.
+    send_on_answer: Option<MediaParams>,
     sdp: SdpSession,
     local: Option<LocalMedia>,
     on_hold: bool,
@@ -153,6 +156,7 @@ pub(crate) async fn run(
         dialog: None,
         media: None,
         media_started: false,
+        send_on_answer: None,
         sdp: SdpSession::with_random_id(),
         local: None,
         on_hold: false,
@@ -241,10 +245,12 @@ impl Call {
             let offer = String::from_utf8_lossy(&invite.body).into_owned();
             match self.sdp.answer(&offer, &local) {
                 Ok((answer, negotiated)) => {
-                    if let Err(e) = media.start(params_of(&negotiated)) {
+                    let params = params_of(&negotiated);
+                    if let Err(e) = media.start(MediaParams { send: false, ..params }) {
                         tracing::warn!(error = %e, "media did not start");
                         return reject(500);
                     }
+                    self.send_on_answer = Some(params);
                     self.media_started = true;
                     self.codec = negotiated.codec.name();
                     answer
@@ -333,6 +339,13 @@ impl Call {
         }
     }
 
+    /// A digit the trunk accepts: counted, logged and handed to the handler.
+    fn emit_dtmf(&mut self, d: crate::dtmf::DtmfEvent) {
+        metrics::global().dtmf_digits_total.inc();
+        tracing::info!(call = %self.incoming.call_id, digit = %d.digit, source = ?d.source, duration_ms = d.duration.as_millis() as u64, "dtmf");
+        self.emit(CallEvent::Dtmf(d));
+    }
+
     fn handle_media(&mut self, ev: MediaEvent) {
         match ev {
             MediaEvent::Dtmf(d) => {
@@ -342,8 +355,7 @@ impl Call {
                     DtmfSource::Info => self.trunk.dtmf.info,
                 };
                 if allowed {
-                    metrics::global().dtmf_digits_total.inc();
-                    self.emit(CallEvent::Dtmf(d));
+                    self.emit_dtmf(d);
                 }
             }
             MediaEvent::PlaybackFinished { id, stopped } => {
@@ -501,10 +513,7 @@ impl Call {
                 let ct = msg::header(&req, "Content-Type").map(|c| msg::media_type(&c)).unwrap_or_default();
                 if ct == "application/dtmf-relay" || ct == "application/dtmf" {
                     match crate::dtmf::info::parse_body(&ct, &req.body) {
-                        Ok(ev) if self.trunk.dtmf.info => {
-                            metrics::global().dtmf_digits_total.inc();
-                            self.emit(CallEvent::Dtmf(ev));
-                        }
+                        Ok(ev) if self.trunk.dtmf.info => self.emit_dtmf(ev),
                         Ok(_) => {} // this trunk does not take INFO DTMF
                         Err(_) => reply.status = 400,
                     }
@@ -536,6 +545,11 @@ impl Call {
         }
         if is_invite && (200..300).contains(&r.status) {
             extra.push(("Allow".into(), super::ALLOW.into()));
+            if let (Some(params), Some(media)) = (self.send_on_answer.take(), self.media.as_ref()) {
+                if let Err(e) = media.update(params) {
+                    tracing::warn!(error = %e, "media did not switch to sending");
+                }
+            }
         }
         let body = match &r.body {
             Body::Sdp(b) => Some((SDP, b.clone())),

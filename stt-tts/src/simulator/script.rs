@@ -65,7 +65,7 @@ pub struct Faults {
     pub disconnect_after_chunks: Option<u32>,
     /// Send one malformed frame before chunk N (0 = before the first).
     pub garbage_at_chunk: Option<u32>,
-    /// Delay before the websocket handshake or the HTTP response headers.
+    /// Delay before a worker session's `ready` or the HTTP response headers.
     pub slow_start_ms: Option<u64>,
     /// HTTP: answer with this status (429 or 5xx) instead.
     pub http_status: Option<u16>,

@@ -166,6 +166,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let token = shared.token.clone();
+    // tungstenite's callback signature fixes the error type.
+    #[allow(clippy::result_large_err)]
     let auth = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let header = req
             .headers()
