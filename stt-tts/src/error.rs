@@ -123,10 +123,9 @@ impl EngineError {
             Self::Cancelled => ErrorCode::Cancelled,
             Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
             Self::Unsupported { .. } => ErrorCode::UnsupportedKind,
-            Self::ConnectionLost { .. }
-            | Self::Synthesis(_)
-            | Self::Resample(_)
-            | Self::Llm(_) => ErrorCode::EngineFailed,
+            Self::ConnectionLost { .. } | Self::Synthesis(_) | Self::Resample(_) | Self::Llm(_) => {
+                ErrorCode::EngineFailed
+            }
         }
     }
 }
@@ -137,10 +136,14 @@ mod tests {
 
     #[test]
     fn blame_and_retry() {
-        let lost = EngineError::ConnectionLost { reason: "eof".into() };
+        let lost = EngineError::ConnectionLost {
+            reason: "eof".into(),
+        };
         assert_eq!(lost.blame(), Blame::Provider);
         assert!(lost.retryable());
-        let bad = EngineError::InvalidRequest { reason: "empty".into() };
+        let bad = EngineError::InvalidRequest {
+            reason: "empty".into(),
+        };
         assert_eq!(bad.blame(), Blame::Internal);
         assert!(!bad.retryable());
         let remote = EngineError::Remote {

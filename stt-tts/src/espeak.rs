@@ -89,7 +89,14 @@ async fn run(config: SayConfig, text: String, rate: u32, chunk_ms: u32, out: Tts
             pending.extend_from_slice(&frame.samples);
             if pending.len() >= per_chunk {
                 let samples = std::mem::replace(&mut pending, Vec::with_capacity(per_chunk));
-                if !out.send(Ok(TtsChunk { seq, samples, sample_rate: rate })).await {
+                if !out
+                    .send(Ok(TtsChunk {
+                        seq,
+                        samples,
+                        sample_rate: rate,
+                    }))
+                    .await
+                {
                     return;
                 }
                 seq += 1;
@@ -101,7 +108,12 @@ async fn run(config: SayConfig, text: String, rate: u32, chunk_ms: u32, out: Tts
     }
     pending.extend(resampler.drain_samples());
     if !pending.is_empty() {
-        out.send(Ok(TtsChunk { seq, samples: pending, sample_rate: rate })).await;
+        out.send(Ok(TtsChunk {
+            seq,
+            samples: pending,
+            sample_rate: rate,
+        }))
+        .await;
     }
 }
 

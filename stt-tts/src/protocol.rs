@@ -5,10 +5,10 @@
 //! carry mono 16-bit little-endian PCM at the rate named in `start` (STT
 //! input) or in the preceding `tts_chunk` (TTS output).
 
+use crate::error::ErrorCode;
 use crate::nlu::{IntentResult, NluRequest};
 use crate::stt::{SttConfig, Transcript};
 use crate::tts::TtsRequest;
-use crate::error::ErrorCode;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -57,8 +57,12 @@ pub enum ClientMessage {
     End,
     /// Drops the current session at once.
     Cancel,
-    Ping { seq: u64 },
-    Pong { seq: u64 },
+    Ping {
+        seq: u64,
+    },
+    Pong {
+        seq: u64,
+    },
 }
 
 /// Worker → client control messages.
@@ -66,7 +70,10 @@ pub enum ClientMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerMessage {
     /// The session is open.
-    Ready { version: u32, kind: SessionKind },
+    Ready {
+        version: u32,
+        kind: SessionKind,
+    },
     Partial(Transcript),
     Final(Transcript),
     /// STT: the last final has been sent.
@@ -78,16 +85,23 @@ pub enum WorkerMessage {
         sample_rate: u32,
     },
     /// TTS: the speech is complete.
-    TtsEnd { chunks: u32, samples: u64 },
+    TtsEnd {
+        chunks: u32,
+        samples: u64,
+    },
     /// NLU: a piece of generated text (first-token observable).
-    Token { text: String },
+    Token {
+        text: String,
+    },
     Intent(IntentResult),
     Error {
         code: ErrorCode,
         message: String,
         retryable: bool,
     },
-    Ping { seq: u64 },
+    Ping {
+        seq: u64,
+    },
     /// `active_sessions` is the worker's load, for least-loaded choice.
     Pong {
         seq: u64,
@@ -218,7 +232,10 @@ mod tests {
             ClientMessage::Start {
                 session: SessionConfig::Tts(r),
                 ..
-            } => assert_eq!((r.text.as_str(), r.sample_rate, r.voice), ("hi", 8000, None)),
+            } => assert_eq!(
+                (r.text.as_str(), r.sample_rate, r.voice),
+                ("hi", 8000, None)
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -226,14 +243,24 @@ mod tests {
     #[test]
     fn worker_messages_round_trip() {
         for msg in [
-            WorkerMessage::Ready { version: 1, kind: SessionKind::Tts },
-            WorkerMessage::TtsChunk { seq: 3, samples: 320, sample_rate: 16000 },
+            WorkerMessage::Ready {
+                version: 1,
+                kind: SessionKind::Tts,
+            },
+            WorkerMessage::TtsChunk {
+                seq: 3,
+                samples: 320,
+                sample_rate: 16000,
+            },
             WorkerMessage::Error {
                 code: ErrorCode::Overloaded,
                 message: "busy".into(),
                 retryable: true,
             },
-            WorkerMessage::Pong { seq: 9, active_sessions: 2 },
+            WorkerMessage::Pong {
+                seq: 9,
+                active_sessions: 2,
+            },
             WorkerMessage::End,
             WorkerMessage::Intent(IntentResult::no_match()),
         ] {
@@ -243,18 +270,42 @@ mod tests {
 
     #[test]
     fn garbage_is_a_typed_error() {
-        for bad in ["", "{", "null", "[1,2]", r#"{"type":"warp"}"#, r#"{"type":"ping"}"#, "\u{0}"] {
-            assert!(matches!(decode_client(bad), Err(ProtocolError::Malformed { .. })), "{bad:?}");
-            assert!(matches!(decode_worker(bad), Err(ProtocolError::Malformed { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "{",
+            "null",
+            "[1,2]",
+            r#"{"type":"warp"}"#,
+            r#"{"type":"ping"}"#,
+            "\u{0}",
+        ] {
+            assert!(
+                matches!(decode_client(bad), Err(ProtocolError::Malformed { .. })),
+                "{bad:?}"
+            );
+            assert!(
+                matches!(decode_worker(bad), Err(ProtocolError::Malformed { .. })),
+                "{bad:?}"
+            );
         }
-        let e = decode_client(r#"{"type":"start","version":1,"kind":"stt","sample_rate":"x","language":"en"}"#)
-            .expect_err("bad rate");
+        let e = decode_client(
+            r#"{"type":"start","version":1,"kind":"stt","sample_rate":"x","language":"en"}"#,
+        )
+        .expect_err("bad rate");
         assert!(e.to_string().contains("expected u32"), "{e}");
         assert_eq!(
-            decode_client(r#"{"type":"start","version":7,"kind":"stt","sample_rate":1,"language":"en"}"#),
+            decode_client(
+                r#"{"type":"start","version":7,"kind":"stt","sample_rate":1,"language":"en"}"#
+            ),
             Err(ProtocolError::UnsupportedVersion { got: 7 })
         );
-        assert_eq!(bytes_to_pcm(&[1, 2, 3]), Err(ProtocolError::OddAudioLength(3)));
-        assert_eq!(bytes_to_pcm(&pcm_to_bytes(&[1, -2, i16::MAX])).expect("pcm"), vec![1, -2, i16::MAX]);
+        assert_eq!(
+            bytes_to_pcm(&[1, 2, 3]),
+            Err(ProtocolError::OddAudioLength(3))
+        );
+        assert_eq!(
+            bytes_to_pcm(&pcm_to_bytes(&[1, -2, i16::MAX])).expect("pcm"),
+            vec![1, -2, i16::MAX]
+        );
     }
 }

@@ -64,18 +64,36 @@ fn request() -> NluRequest {
                 description: "pay a bill".into(),
                 examples: vec!["pay my bill".into()],
                 slots: vec![
-                    SlotSpec { name: "amount".into(), kind: SlotKind::Amount },
-                    SlotSpec { name: "date".into(), kind: SlotKind::Date },
+                    SlotSpec {
+                        name: "amount".into(),
+                        kind: SlotKind::Amount,
+                    },
+                    SlotSpec {
+                        name: "date".into(),
+                        kind: SlotKind::Date,
+                    },
                 ],
             },
-            IntentSpec { name: "agent".into(), description: "a human".into(), examples: vec![], slots: vec![] },
+            IntentSpec {
+                name: "agent".into(),
+                description: "a human".into(),
+                examples: vec![],
+                slots: vec![],
+            },
         ],
         language: Some("en-US".into()),
     }
 }
 
-fn client(addr: std::net::SocketAddr, mode: StructuredMode, tune: impl FnOnce(&mut LlmConfig)) -> LlmClient {
-    let mut config = LlmConfig::new(Url::parse(&format!("http://{addr}/v1/")).expect("url"), "sim-model");
+fn client(
+    addr: std::net::SocketAddr,
+    mode: StructuredMode,
+    tune: impl FnOnce(&mut LlmConfig),
+) -> LlmClient {
+    let mut config = LlmConfig::new(
+        Url::parse(&format!("http://{addr}/v1/")).expect("url"),
+        "sim-model",
+    );
     config.api_key = Some(ApiKey::new("sk-tenant-secret"));
     config.mode = mode;
     tune(&mut config);
@@ -87,7 +105,10 @@ fn assert_pay_bill(r: &voxgate_stt_tts::nlu::IntentResult) {
     assert!((r.confidence - 0.93).abs() < 1e-3, "{r:?}");
     assert_eq!(
         r.slots.get("amount"),
-        Some(&SlotValue::Amount { value: "20".into(), currency: Some("USD".into()) })
+        Some(&SlotValue::Amount {
+            value: "20".into(),
+            currency: Some("USD".into())
+        })
     );
     assert_eq!(r.reply.as_deref(), Some("Paying 20 dollars tomorrow."));
 }
@@ -101,11 +122,18 @@ async fn llm_streaming_json_schema_and_tool_call() {
     for mode in [StructuredMode::JsonSchema, StructuredMode::ToolCall] {
         let c = client(addr, mode, |_| {});
         let mut tokens = 0;
-        let out = c.classify_streaming(&request(), |_| tokens += 1).await.expect("classify");
+        let out = c
+            .classify_streaming(&request(), |_| tokens += 1)
+            .await
+            .expect("classify");
         assert_pay_bill(&out.result);
         assert!(tokens > 3, "streamed in pieces: {tokens}");
         // The role-only chunk comes at once; the first token after 120 ms.
-        assert!(out.first_token >= Duration::from_millis(110), "{:?}", out.first_token);
+        assert!(
+            out.first_token >= Duration::from_millis(110),
+            "{:?}",
+            out.first_token
+        );
         assert!(out.total >= out.first_token);
         let once = c.classify(&request()).await.expect("non-streaming");
         assert_pay_bill(&once.result);
@@ -115,7 +143,10 @@ async fn llm_streaming_json_schema_and_tool_call() {
     let c = client(addr, StructuredMode::JsonSchema, |_| {});
     let mut other = request();
     other.utterance = "what's the weather".into();
-    let out = c.classify_streaming(&other, |_| {}).await.expect("classify");
+    let out = c
+        .classify_streaming(&other, |_| {})
+        .await
+        .expect("classify");
     assert_eq!(out.result.intent, None);
 }
 
@@ -132,19 +163,31 @@ async fn llm_malformed_stream_is_typed() {
 
 #[tokio::test]
 async fn llm_429_carries_retry_after_and_5xx_is_a_server_error() {
-    let (addr, sim, _stop) =
-        start(script(r#""llm": {"faults": {"http_status": 429, "retry_after_s": 3, "times": 1}}"#)).await;
+    let (addr, sim, _stop) = start(script(
+        r#""llm": {"faults": {"http_status": 429, "retry_after_s": 3, "times": 1}}"#,
+    ))
+    .await;
     let c = client(addr, StructuredMode::JsonSchema, |_| {});
     match c.classify_streaming(&request(), |_| {}).await {
-        Err(LlmError::RateLimited { retry_after }) => assert_eq!(retry_after, Some(Duration::from_secs(3))),
+        Err(LlmError::RateLimited { retry_after }) => {
+            assert_eq!(retry_after, Some(Duration::from_secs(3)))
+        }
         other => panic!("{other:?}"),
     }
     // `times: 1`: the retry goes through.
-    assert_pay_bill(&c.classify_streaming(&request(), |_| {}).await.expect("retry").result);
+    assert_pay_bill(
+        &c.classify_streaming(&request(), |_| {})
+            .await
+            .expect("retry")
+            .result,
+    );
     assert_eq!(sim.llm_requests(), 2);
 
     let (addr, _sim, _stop) = start(script(r#""llm": {"faults": {"http_status": 503}}"#)).await;
-    let err = client(addr, StructuredMode::JsonSchema, |_| {}).classify(&request()).await.expect_err("503");
+    let err = client(addr, StructuredMode::JsonSchema, |_| {})
+        .classify(&request())
+        .await
+        .expect_err("503");
     assert!(matches!(err, LlmError::Server { status: 503 }), "{err}");
     assert!(err.retryable());
 }
@@ -156,22 +199,37 @@ async fn first_token_deadline_is_not_a_read_timeout() {
         c.first_token_deadline = Duration::from_millis(200);
         c.read_timeout = Duration::from_secs(5);
     });
-    let err = c.classify_streaming(&request(), |_| {}).await.expect_err("late");
-    assert!(matches!(err, LlmError::FirstTokenDeadline { deadline } if deadline == Duration::from_millis(200)), "{err}");
+    let err = c
+        .classify_streaming(&request(), |_| {})
+        .await
+        .expect_err("late");
+    assert!(
+        matches!(err, LlmError::FirstTokenDeadline { deadline } if deadline == Duration::from_millis(200)),
+        "{err}"
+    );
 
     // Tokens flow, then stall: that is a read timeout.
-    let (addr, _sim, _stop) = start(script(r#""llm": {"faults": {"stall_after_chunks": 2}}"#)).await;
+    let (addr, _sim, _stop) =
+        start(script(r#""llm": {"faults": {"stall_after_chunks": 2}}"#)).await;
     let c = client(addr, StructuredMode::JsonSchema, |c| {
         c.first_token_deadline = Duration::from_secs(2);
         c.read_timeout = Duration::from_millis(200);
     });
-    let err = c.classify_streaming(&request(), |_| {}).await.expect_err("stalled");
+    let err = c
+        .classify_streaming(&request(), |_| {})
+        .await
+        .expect_err("stalled");
     assert!(matches!(err, LlmError::ReadTimeout { .. }), "{err}");
 
     // A slow start (headers late) also counts against the first token.
     let (addr, _sim, _stop) = start(script(r#""llm": {"faults": {"slow_start_ms": 500}}"#)).await;
-    let c = client(addr, StructuredMode::JsonSchema, |c| c.first_token_deadline = Duration::from_millis(150));
-    assert!(matches!(c.classify(&request()).await, Err(LlmError::FirstTokenDeadline { .. })));
+    let c = client(addr, StructuredMode::JsonSchema, |c| {
+        c.first_token_deadline = Duration::from_millis(150)
+    });
+    assert!(matches!(
+        c.classify(&request()).await,
+        Err(LlmError::FirstTokenDeadline { .. })
+    ));
 }
 
 #[tokio::test]
@@ -191,7 +249,10 @@ fn sim_pool(addr: std::net::SocketAddr, copies: usize) -> WorkerPool {
 async fn scripted_stt_by_fingerprint_with_a_disconnect_fault() {
     // The first STT session drops after its partial; the pool moves to the
     // second entry (the same simulator) and replays.
-    let (addr, sim, _stop) = start(script(r#""stt": {"faults": {"disconnect_after_chunks": 1, "times": 1}}"#)).await;
+    let (addr, sim, _stop) = start(script(
+        r#""stt": {"faults": {"disconnect_after_chunks": 1, "times": 1}}"#,
+    ))
+    .await;
     let pool = sim_pool(addr, 2);
     let mut stt = pool.open(SttConfig::default()).await.expect("open");
     for frame in speech().chunks(320) {
@@ -199,7 +260,10 @@ async fn scripted_stt_by_fingerprint_with_a_disconnect_fault() {
     }
     stt.end_of_stream().await.expect("end");
     let mut finals = Vec::new();
-    while let Some(e) = tokio::time::timeout(Duration::from_secs(5), stt.next_event()).await.expect("in time") {
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(5), stt.next_event())
+        .await
+        .expect("in time")
+    {
         if let SttEvent::Final(t) = e.expect("no error") {
             finals.push(t);
         }
@@ -223,7 +287,12 @@ async fn scripted_stt_by_fingerprint_with_a_disconnect_fault() {
 
 #[tokio::test]
 async fn scripted_tts_stall_and_garbage() {
-    let req = TtsRequest { text: "hello there".into(), voice: None, language: None, sample_rate: 16_000 };
+    let req = TtsRequest {
+        text: "hello there".into(),
+        voice: None,
+        language: None,
+        sample_rate: 16_000,
+    };
     let (addr, _sim, _stop) = start(script(r#""tts": {"first": {"fixed_ms": 30}}"#)).await;
     let mut tts = sim_pool(addr, 1).synthesize(req.clone());
     let mut samples = 0;
@@ -243,14 +312,18 @@ async fn scripted_tts_stall_and_garbage() {
         other => panic!("{other:?}"),
     }
 
-    let (addr, _sim, _stop) = start(script(r#""tts": {"faults": {"stall_after_chunks": 2}}"#)).await;
+    let (addr, _sim, _stop) =
+        start(script(r#""tts": {"faults": {"stall_after_chunks": 2}}"#)).await;
     let mut tts = sim_pool(addr, 1).synthesize(req);
     assert!(tts.next_chunk().await.expect("1").is_ok());
     assert!(tts.next_chunk().await.expect("2").is_ok());
     let stalled = tokio::time::timeout(Duration::from_millis(300), tts.next_chunk()).await;
     assert!(stalled.is_err(), "the third chunk never comes");
     tts.cancel();
-    assert!(tts.next_chunk().await.is_none(), "cancel ends the stream at once");
+    assert!(
+        tts.next_chunk().await.is_none(),
+        "cancel ends the stream at once"
+    );
 }
 
 #[tokio::test]
@@ -271,14 +344,20 @@ async fn scripted_nlu_streams_tokens_then_the_result() {
     // An utterance with no script entry falls back to the lexical classifier.
     let mut other = request();
     other.utterance = "pay my bill please".into();
-    let r = IntentEngine::classify(&pool, other).result().await.expect("result");
+    let r = IntentEngine::classify(&pool, other)
+        .result()
+        .await
+        .expect("result");
     assert_eq!(r.intent.as_deref(), Some("pay_bill"));
 }
 
 #[tokio::test]
 async fn speech_endpoint_streams_pcm_and_stalls_on_request() {
     voxgate_gateway::crypto::install_crypto_provider();
-    let (addr, _sim, _stop) = start(script(r#""speech": {"faults": {"stall_after_bytes": 10000, "times": 1}}"#)).await;
+    let (addr, _sim, _stop) = start(script(
+        r#""speech": {"faults": {"stall_after_bytes": 10000, "times": 1}}"#,
+    ))
+    .await;
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/v1/audio/speech");
     let body = serde_json::json!({"model": "tts-1", "input": "hello there", "voice": "alloy", "response_format": "pcm"});
@@ -295,8 +374,21 @@ async fn speech_endpoint_streams_pcm_and_stalls_on_request() {
     }
     assert_eq!(got, 10_000);
     // Second: the whole clip, 0.55 s at 24 kHz.
-    let all = http.post(&url).json(&body).send().await.expect("send").bytes().await.expect("body");
+    let all = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+        .bytes()
+        .await
+        .expect("body");
     assert_eq!(all.len(), 13_200 * 2);
-    let bad = http.post(&url).json(&serde_json::json!({"input": "x", "response_format": "mp3"})).send().await.expect("send");
+    let bad = http
+        .post(&url)
+        .json(&serde_json::json!({"input": "x", "response_format": "mp3"}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(bad.status(), 400);
 }

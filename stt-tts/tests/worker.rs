@@ -41,14 +41,19 @@ impl SttEngine for CountingStt {
                             n += pcm.len();
                             while n / 8000 > marks {
                                 marks += 1;
-                                let t = transcript(&format!("partial {marks}"), n, config.sample_rate);
+                                let t =
+                                    transcript(&format!("partial {marks}"), n, config.sample_rate);
                                 if io.events.send(Ok(SttEvent::Partial(t))).await.is_err() {
                                     return;
                                 }
                             }
                         }
                         SttInput::End => {
-                            let t = transcript(&format!("heard {n} samples from {name}"), n, config.sample_rate);
+                            let t = transcript(
+                                &format!("heard {n} samples from {name}"),
+                                n,
+                                config.sample_rate,
+                            );
                             let _ = io.events.send(Ok(SttEvent::Final(t))).await;
                             return;
                         }
@@ -80,7 +85,11 @@ impl TtsEngine for RampTts {
             let total = request.text.len() * 100;
             let pcm: Vec<i16> = (0..total).map(|i| i as i16).collect();
             for (seq, c) in pcm.chunks(100).enumerate() {
-                let chunk = TtsChunk { seq: seq as u32, samples: c.to_vec(), sample_rate: request.sample_rate };
+                let chunk = TtsChunk {
+                    seq: seq as u32,
+                    samples: c.to_vec(),
+                    sample_rate: request.sample_rate,
+                };
                 if !out.send(Ok(chunk)).await {
                     return;
                 }
@@ -99,8 +108,16 @@ async fn start_worker(name: &'static str) -> (Url, CancellationToken) {
         tts: Some(Arc::new(RampTts)),
         nlu: Some(Arc::new(LexicalIntentEngine)),
     };
-    tokio::spawn(serve_worker_until(listener, WorkerToken::new(TOKEN), engines, stop.clone()));
-    (Url::parse(&format!("ws://{addr}/v1/worker")).expect("url"), stop)
+    tokio::spawn(serve_worker_until(
+        listener,
+        WorkerToken::new(TOKEN),
+        engines,
+        stop.clone(),
+    ));
+    (
+        Url::parse(&format!("ws://{addr}/v1/worker")).expect("url"),
+        stop,
+    )
 }
 
 fn pool(urls: Vec<Url>) -> WorkerPool {
@@ -137,7 +154,10 @@ async fn stt_tts_and_nlu_round_trip() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(stt.next_event().await.is_none(), "the stream ends after the final");
+    assert!(
+        stt.next_event().await.is_none(),
+        "the stream ends after the final"
+    );
 
     let mut tts = pool.synthesize(TtsRequest {
         text: "hello".into(),
@@ -158,8 +178,18 @@ async fn stt_tts_and_nlu_round_trip() {
         utterance: "I want to check my balance".into(),
         history: vec![],
         intents: vec![
-            IntentSpec { name: "balance".into(), description: "account balance".into(), examples: vec!["check my balance".into()], slots: vec![] },
-            IntentSpec { name: "agent".into(), description: "a human".into(), examples: vec!["talk to an agent".into()], slots: vec![] },
+            IntentSpec {
+                name: "balance".into(),
+                description: "account balance".into(),
+                examples: vec!["check my balance".into()],
+                slots: vec![],
+            },
+            IntentSpec {
+                name: "agent".into(),
+                description: "a human".into(),
+                examples: vec!["talk to an agent".into()],
+                slots: vec![],
+            },
         ],
         language: None,
     };
@@ -183,7 +213,11 @@ async fn a_missing_or_wrong_token_is_refused_with_401() {
     assert!(matches!(err, WorkerError::Unauthorized { .. }), "{err}");
 
     // A raw upgrade without any Authorization header.
-    let addr = format!("{}:{}", url.host_str().expect("host"), url.port().expect("port"));
+    let addr = format!(
+        "{}:{}",
+        url.host_str().expect("host"),
+        url.port().expect("port")
+    );
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
     tcp.write_all(
         b"GET /v1/worker HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -203,12 +237,23 @@ async fn a_missing_or_wrong_token_is_refused_with_401() {
 #[tokio::test]
 async fn garbage_frames_get_a_typed_error_and_the_connection_survives() {
     let (url, _stop) = start_worker("a").await;
-    let mut conn = connect(&url, &WorkerToken::new(TOKEN), Duration::from_secs(2)).await.expect("connect");
-    for garbage in ["{not json", r#"{"type":"teleport"}"#, r#"{"type":"start","version":99,"kind":"stt","sample_rate":16000,"language":"en"}"#] {
+    let mut conn = connect(&url, &WorkerToken::new(TOKEN), Duration::from_secs(2))
+        .await
+        .expect("connect");
+    for garbage in [
+        "{not json",
+        r#"{"type":"teleport"}"#,
+        r#"{"type":"start","version":99,"kind":"stt","sample_rate":16000,"language":"en"}"#,
+    ] {
         conn.send_raw_text(garbage).await.expect("send");
         match conn.recv().await.expect("reply") {
-            Incoming::Message(WorkerMessage::Error { code, retryable, .. }) => {
-                assert!(matches!(code, ErrorCode::BadFrame | ErrorCode::UnsupportedVersion), "{code:?}");
+            Incoming::Message(WorkerMessage::Error {
+                code, retryable, ..
+            }) => {
+                assert!(
+                    matches!(code, ErrorCode::BadFrame | ErrorCode::UnsupportedVersion),
+                    "{code:?}"
+                );
                 assert!(!retryable);
             }
             other => panic!("{other:?}"),
@@ -218,15 +263,28 @@ async fn garbage_frames_get_a_typed_error_and_the_connection_survives() {
     conn.send_audio(&[1, 2, 3]).await.expect("send");
     assert!(matches!(
         conn.recv().await.expect("reply"),
-        Incoming::Message(WorkerMessage::Error { code: ErrorCode::UnexpectedMessage, .. })
+        Incoming::Message(WorkerMessage::Error {
+            code: ErrorCode::UnexpectedMessage,
+            ..
+        })
     ));
     // Still usable.
     assert_eq!(conn.ping(Duration::from_secs(2)).await.expect("pong"), 0);
-    conn.send(&ClientMessage::Start { version: PROTOCOL_VERSION, session: SessionConfig::Stt(SttConfig::default()) })
-        .await
-        .expect("start");
-    assert!(matches!(conn.recv_message().await.expect("ready"), WorkerMessage::Ready { .. }));
-    assert_eq!(conn.ping(Duration::from_secs(2)).await.expect("pong"), 1, "one active session");
+    conn.send(&ClientMessage::Start {
+        version: PROTOCOL_VERSION,
+        session: SessionConfig::Stt(SttConfig::default()),
+    })
+    .await
+    .expect("start");
+    assert!(matches!(
+        conn.recv_message().await.expect("ready"),
+        WorkerMessage::Ready { .. }
+    ));
+    assert_eq!(
+        conn.ping(Duration::from_secs(2)).await.expect("pong"),
+        1,
+        "one active session"
+    );
 }
 
 #[tokio::test]
@@ -244,11 +302,16 @@ async fn stt_fails_over_when_its_worker_dies_mid_stream() {
     stop_a.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
     for _ in 0..15 {
-        stt.push_audio(&[7; 1600]).await.expect("push after the failure");
+        stt.push_audio(&[7; 1600])
+            .await
+            .expect("push after the failure");
     }
     stt.end_of_stream().await.expect("end");
     let mut finals = Vec::new();
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(5), stt.next_event()).await.expect("in time") {
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(5), stt.next_event())
+        .await
+        .expect("in time")
+    {
         if let SttEvent::Final(t) = event.expect("no error reaches the caller") {
             finals.push(t);
         }
@@ -274,8 +337,17 @@ async fn failed_workers_are_probed_back_to_health() {
     assert!(!pool.status()[0].healthy, "nothing listens yet");
     // Now a worker appears on that port.
     let listener = TcpListener::bind(addr).await.expect("rebind");
-    let engines = Engines { stt: None, tts: None, nlu: Some(Arc::new(LexicalIntentEngine)) };
-    tokio::spawn(serve_worker_until(listener, WorkerToken::new(TOKEN), engines, CancellationToken::new()));
+    let engines = Engines {
+        stt: None,
+        tts: None,
+        nlu: Some(Arc::new(LexicalIntentEngine)),
+    };
+    tokio::spawn(serve_worker_until(
+        listener,
+        WorkerToken::new(TOKEN),
+        engines,
+        CancellationToken::new(),
+    ));
     let mut healthy = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -286,6 +358,19 @@ async fn failed_workers_are_probed_back_to_health() {
     }
     assert!(healthy, "{:?}", pool.status());
     // An engine the worker lacks is a typed, non-retryable refusal.
-    let err = pool.open(SttConfig::default()).await.expect_err("no stt here");
-    assert!(matches!(err, EngineError::Remote { code: ErrorCode::UnsupportedKind, retryable: false, .. }), "{err}");
+    let err = pool
+        .open(SttConfig::default())
+        .await
+        .expect_err("no stt here");
+    assert!(
+        matches!(
+            err,
+            EngineError::Remote {
+                code: ErrorCode::UnsupportedKind,
+                retryable: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -259,7 +259,8 @@ impl LlmClient {
         mut on_token: impl FnMut(&str) + Send,
     ) -> Result<LlmOutcome, LlmError> {
         let c = &self.config;
-        let body = prompt::request_body(request, &c.model, c.mode, true, c.temperature, c.max_tokens);
+        let body =
+            prompt::request_body(request, &c.model, c.mode, true, c.temperature, c.max_tokens);
         let started = clock::now();
         let first_deadline = started + c.first_token_deadline;
         let mut response = self.send(&body, first_deadline).await?;
@@ -317,7 +318,14 @@ impl LlmClient {
     /// deadline bounds the whole response here.
     pub async fn classify(&self, request: &NluRequest) -> Result<LlmOutcome, LlmError> {
         let c = &self.config;
-        let body = prompt::request_body(request, &c.model, c.mode, false, c.temperature, c.max_tokens);
+        let body = prompt::request_body(
+            request,
+            &c.model,
+            c.mode,
+            false,
+            c.temperature,
+            c.max_tokens,
+        );
         let started = clock::now();
         let deadline = started + c.first_token_deadline;
         let response = self.send(&body, deadline).await?;
@@ -359,7 +367,11 @@ impl IntentEngine for LlmClient {
                 o = work => o,
             };
             backend
-                .send(outcome.map(|o| NluEvent::Result(o.result)).map_err(Into::into))
+                .send(
+                    outcome
+                        .map(|o| NluEvent::Result(o.result))
+                        .map_err(Into::into),
+                )
                 .await;
         });
         stream
@@ -376,7 +388,10 @@ mod tests {
         config.api_key = Some(ApiKey::new("sk-very-secret"));
         let client = LlmClient::new(config).expect("client");
         assert!(!format!("{client:?}").contains("sk-very-secret"));
-        assert_eq!(client.endpoint.as_str(), "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(
+            client.endpoint.as_str(),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
     }
 
     #[test]
@@ -384,7 +399,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "7".parse().expect("hv"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("hv"));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("hv"),
+        );
         assert_eq!(retry_after(&h), None);
     }
 
@@ -395,7 +413,8 @@ mod tests {
         )
         .expect("json");
         assert_eq!(delta_text(&v, "delta"), "{\"in");
-        let v: Value = serde_json::from_str(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#).expect("json");
+        let v: Value =
+            serde_json::from_str(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#).expect("json");
         assert_eq!(delta_text(&v, "delta"), "");
     }
 }

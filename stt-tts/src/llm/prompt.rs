@@ -87,7 +87,9 @@ fn system_prompt(req: &NluRequest) -> String {
         s.push('\n');
     }
     if let Some(lang) = &req.language {
-        s.push_str(&format!("The caller speaks {lang}; reply in that language.\n"));
+        s.push_str(&format!(
+            "The caller speaks {lang}; reply in that language.\n"
+        ));
     }
     s
 }
@@ -161,7 +163,8 @@ pub fn parse_answer(text: &str, req: &NluRequest) -> Result<IntentResult, Answer
         .trim_start_matches("```")
         .trim_end_matches("```")
         .trim();
-    let v: Value = serde_json::from_str(trimmed).map_err(|e| AnswerError::NotJson(e.to_string()))?;
+    let v: Value =
+        serde_json::from_str(trimmed).map_err(|e| AnswerError::NotJson(e.to_string()))?;
     let intent = v
         .get("intent")
         .and_then(Value::as_str)
@@ -198,7 +201,11 @@ pub fn parse_answer(text: &str, req: &NluRequest) -> Result<IntentResult, Answer
         .filter(|r| !r.trim().is_empty())
         .map(str::to_owned);
     Ok(IntentResult {
-        confidence: if intent.is_some() { confidence.clamp(0.0, 1.0) as f32 } else { 0.0 },
+        confidence: if intent.is_some() {
+            confidence.clamp(0.0, 1.0) as f32
+        } else {
+            0.0
+        },
         intent,
         alternatives: Vec::new(),
         slots,
@@ -220,10 +227,23 @@ pub fn slot_text(value: &SlotValue) -> String {
         }
         SlotValue::Date(DateValue::MonthDay { month, day }) => {
             const M: [&str; 12] = [
-                "january", "february", "march", "april", "may", "june", "july", "august",
-                "september", "october", "november", "december",
+                "january",
+                "february",
+                "march",
+                "april",
+                "may",
+                "june",
+                "july",
+                "august",
+                "september",
+                "october",
+                "november",
+                "december",
             ];
-            let m = M.get(usize::from(month.saturating_sub(1))).copied().unwrap_or("january");
+            let m = M
+                .get(usize::from(month.saturating_sub(1)))
+                .copied()
+                .unwrap_or("january");
             format!("{m} {day}")
         }
         SlotValue::Date(DateValue::Relative { days }) => match days {
@@ -233,9 +253,21 @@ pub fn slot_text(value: &SlotValue) -> String {
             n => format!("in {n} days"),
         },
         SlotValue::Date(DateValue::Weekday { weekday, next }) => {
-            const D: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+            const D: [&str; 7] = [
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+            ];
             let d = D.get(usize::from(*weekday)).copied().unwrap_or("monday");
-            if *next { format!("next {d}") } else { d.to_owned() }
+            if *next {
+                format!("next {d}")
+            } else {
+                d.to_owned()
+            }
         }
         SlotValue::YesNo(b) => if *b { "yes" } else { "no" }.into(),
         SlotValue::Text(t) => t.clone(),
@@ -276,8 +308,14 @@ mod tests {
                 description: "pay".into(),
                 examples: vec!["pay my bill".into()],
                 slots: vec![
-                    SlotSpec { name: "amount".into(), kind: SlotKind::Amount },
-                    SlotSpec { name: "date".into(), kind: SlotKind::Date },
+                    SlotSpec {
+                        name: "amount".into(),
+                        kind: SlotKind::Amount,
+                    },
+                    SlotSpec {
+                        name: "date".into(),
+                        kind: SlotKind::Date,
+                    },
                 ],
             }],
             language: None,
@@ -287,8 +325,17 @@ mod tests {
     #[test]
     fn answers_round_trip_through_json() {
         let mut slots = BTreeMap::new();
-        slots.insert("amount".into(), SlotValue::Amount { value: "20".into(), currency: Some("USD".into()) });
-        slots.insert("date".into(), SlotValue::Date(DateValue::Relative { days: 1 }));
+        slots.insert(
+            "amount".into(),
+            SlotValue::Amount {
+                value: "20".into(),
+                currency: Some("USD".into()),
+            },
+        );
+        slots.insert(
+            "date".into(),
+            SlotValue::Date(DateValue::Relative { days: 1 }),
+        );
         let r = IntentResult {
             intent: Some("pay_bill".into()),
             confidence: 0.9,
@@ -303,14 +350,23 @@ mod tests {
     #[test]
     fn bad_answers_are_typed() {
         let r = req();
-        assert!(matches!(parse_answer("{nope", &r), Err(AnswerError::NotJson(_))));
-        assert_eq!(parse_answer(r#"{"confidence":1}"#, &r), Err(AnswerError::Field("intent")));
+        assert!(matches!(
+            parse_answer("{nope", &r),
+            Err(AnswerError::NotJson(_))
+        ));
+        assert_eq!(
+            parse_answer(r#"{"confidence":1}"#, &r),
+            Err(AnswerError::Field("intent"))
+        );
         assert_eq!(
             parse_answer(r#"{"intent":"fly","confidence":1}"#, &r),
             Err(AnswerError::UnknownIntent("fly".into()))
         );
-        let none = parse_answer("```json\n{\"intent\":\"none\",\"confidence\":0.8,\"slots\":{},\"reply\":null}\n```", &r)
-            .expect("none");
+        let none = parse_answer(
+            "```json\n{\"intent\":\"none\",\"confidence\":0.8,\"slots\":{},\"reply\":null}\n```",
+            &r,
+        )
+        .expect("none");
         assert_eq!(none.intent, None);
         assert_eq!(none.confidence, 0.0);
     }
@@ -319,7 +375,10 @@ mod tests {
     fn schema_and_modes() {
         let r = req();
         let body = request_body(&r, "m", StructuredMode::JsonSchema, true, 0.0, 200);
-        assert_eq!(body["response_format"]["json_schema"]["schema"]["properties"]["intent"]["enum"], json!(["pay_bill", "none"]));
+        assert_eq!(
+            body["response_format"]["json_schema"]["schema"]["properties"]["intent"]["enum"],
+            json!(["pay_bill", "none"])
+        );
         assert_eq!(body["messages"].as_array().map(Vec::len), Some(2));
         let tools = request_body(&r, "m", StructuredMode::ToolCall, false, 0.0, 200);
         assert_eq!(tools["tool_choice"]["function"]["name"], json!(TOOL_NAME));

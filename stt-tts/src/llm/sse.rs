@@ -99,14 +99,19 @@ mod tests {
 
     #[test]
     fn events_split_anywhere() {
-        let stream = b": keep-alive\n\ndata: {\"a\":1}\n\ndata: line1\ndata: line2\r\n\r\ndata: [DONE]\n\n";
+        let stream =
+            b": keep-alive\n\ndata: {\"a\":1}\n\ndata: line1\ndata: line2\r\n\r\ndata: [DONE]\n\n";
         for split in 0..stream.len() {
             let mut p = SseParser::new();
             p.push(&stream[..split]).expect("push");
             let mut got = all(&mut p);
             p.push(&stream[split..]).expect("push");
             got.extend(all(&mut p));
-            assert_eq!(got, vec!["{\"a\":1}", "line1\nline2", "[DONE]"], "split at {split}");
+            assert_eq!(
+                got,
+                vec!["{\"a\":1}", "line1\nline2", "[DONE]"],
+                "split at {split}"
+            );
         }
     }
 
@@ -116,7 +121,10 @@ mod tests {
         p.push(b"data: half").expect("push");
         assert_eq!(p.poll_event(), Ok(None));
         let mut p = SseParser::new();
-        assert_eq!(p.push(&vec![b'x'; MAX_EVENT_BYTES + 1]), Err(SseError::TooLong));
+        assert_eq!(
+            p.push(&vec![b'x'; MAX_EVENT_BYTES + 1]),
+            Err(SseError::TooLong)
+        );
         let mut p = SseParser::new();
         p.push(b"data: \xff\xfe\n\n").expect("push");
         assert_eq!(p.poll_event(), Err(SseError::NotUtf8));

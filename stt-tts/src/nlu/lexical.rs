@@ -18,8 +18,8 @@ use super::{IntentEngine, IntentResult, IntentScore, IntentSpec, NluRequest, Nlu
 const STOPWORDS: &[&str] = &[
     "a", "an", "the", "i", "i'd", "i'm", "me", "my", "mine", "to", "is", "am", "are", "was", "be",
     "want", "wanna", "would", "like", "please", "can", "could", "you", "your", "do", "does", "of",
-    "for", "and", "it", "in", "on", "with", "that", "this", "just", "so", "some", "um", "uh",
-    "hi", "hello", "there", "we", "our", "us", "need", "let", "get", "it's", "will", "at",
+    "for", "and", "it", "in", "on", "with", "that", "this", "just", "so", "some", "um", "uh", "hi",
+    "hello", "there", "we", "our", "us", "need", "let", "get", "it's", "will", "at",
 ];
 
 /// How much a match on the name and description counts next to an example.
@@ -198,7 +198,10 @@ mod tests {
             examples: examples.iter().map(|e| e.to_string()).collect(),
             slots: slots
                 .iter()
-                .map(|(n, k)| SlotSpec { name: n.to_string(), kind: *k })
+                .map(|(n, k)| SlotSpec {
+                    name: n.to_string(),
+                    kind: *k,
+                })
                 .collect(),
         }
     }
@@ -208,7 +211,11 @@ mod tests {
             intent(
                 "check_balance",
                 "The caller asks for the balance of an account",
-                &["check my balance", "what is my account balance", "how much money is in my account"],
+                &[
+                    "check my balance",
+                    "what is my account balance",
+                    "how much money is in my account",
+                ],
                 &[("account", SlotKind::Digits)],
             ),
             intent(
@@ -220,13 +227,22 @@ mod tests {
             intent(
                 "agent",
                 "The caller wants a human agent",
-                &["talk to a person", "speak to an agent", "representative please", "operator"],
+                &[
+                    "talk to a person",
+                    "speak to an agent",
+                    "representative please",
+                    "operator",
+                ],
                 &[],
             ),
             intent(
                 "book_appointment",
                 "Book a visit or an appointment",
-                &["book an appointment", "schedule a visit", "make a reservation"],
+                &[
+                    "book an appointment",
+                    "schedule a visit",
+                    "make a reservation",
+                ],
                 &[("date", SlotKind::Date)],
             ),
             intent(
@@ -242,7 +258,10 @@ mod tests {
     fn the_right_intent_wins_with_a_margin() {
         let index = LexicalIndex::new(&bank());
         let table = [
-            ("I'd like to check the balance on my account", "check_balance"),
+            (
+                "I'd like to check the balance on my account",
+                "check_balance",
+            ),
             ("balance please", "check_balance"),
             ("how much money do I have in my account", "check_balance"),
             ("I want to pay my electricity bill", "pay_bill"),
@@ -250,7 +269,10 @@ mod tests {
             ("let me speak to a real person", "agent"),
             ("agent", "agent"),
             ("get me an operator", "agent"),
-            ("I need to schedule an appointment for next friday", "book_appointment"),
+            (
+                "I need to schedule an appointment for next friday",
+                "book_appointment",
+            ),
             ("book a visit on may 3rd", "book_appointment"),
             ("yes that's right", "confirm"),
         ];
@@ -289,14 +311,22 @@ mod tests {
         assert_eq!(r.intent.as_deref(), Some("pay_bill"));
         assert_eq!(
             r.slots.get("amount"),
-            Some(&SlotValue::Amount { value: "25".into(), currency: Some("USD".into()) })
+            Some(&SlotValue::Amount {
+                value: "25".into(),
+                currency: Some("USD".into())
+            })
         );
         assert_eq!(
             r.slots.get("date"),
-            Some(&SlotValue::Date(crate::nlu::DateValue::Relative { days: 1 }))
+            Some(&SlotValue::Date(crate::nlu::DateValue::Relative {
+                days: 1
+            }))
         );
         let r = index.classify("my account balance for account one two three four");
-        assert_eq!(r.slots.get("account"), Some(&SlotValue::Digits("1234".into())));
+        assert_eq!(
+            r.slots.get("account"),
+            Some(&SlotValue::Digits("1234".into()))
+        );
         let no = index.classify("no that is wrong");
         assert_eq!(no.intent.as_deref(), Some("confirm"));
         assert_eq!(no.slots.get("answer"), Some(&SlotValue::YesNo(false)));
@@ -304,7 +334,10 @@ mod tests {
 
     #[test]
     fn an_empty_intent_set_matches_nothing() {
-        assert_eq!(LexicalIndex::new(&[]).classify("check my balance"), IntentResult::no_match());
+        assert_eq!(
+            LexicalIndex::new(&[]).classify("check my balance"),
+            IntentResult::no_match()
+        );
     }
 
     #[test]

@@ -127,8 +127,7 @@ fn number_at(ws: &[String], i: usize) -> Option<(u64, Option<u32>, usize)> {
     if w.starts_with(|c: char| c.is_ascii_digit()) {
         // "1,250.75" and "1,250" group thousands; "12,5" is a decimal comma.
         let thousands = w.contains('.')
-            || w
-                .split(',')
+            || w.split(',')
                 .skip(1)
                 .all(|g| g.len() == 3 && w.contains(','));
         let clean = w.replace(',', if thousands { "" } else { "." });
@@ -166,9 +165,17 @@ pub fn extract_amount(text: &str) -> Option<(String, Option<String>)> {
                 j += 1;
             }
             // "... and fifty cents"
-            let k = if ws.get(j).is_some_and(|w| w == "and") { j + 1 } else { j };
+            let k = if ws.get(j).is_some_and(|w| w == "and") {
+                j + 1
+            } else {
+                j
+            };
             if let Some((c, None, used)) = number_at(&ws, k) {
-                if ws.get(k + used).is_some_and(|w| w == "cents" || w == "cent") && c < 100 {
+                if ws
+                    .get(k + used)
+                    .is_some_and(|w| w == "cents" || w == "cent")
+                    && c < 100
+                {
                     cents = Some(c as u32);
                 }
             }
@@ -200,8 +207,18 @@ fn weekday(w: &str) -> Option<u8> {
 
 fn month(w: &str) -> Option<u8> {
     const NAMES: [&str; 12] = [
-        "january", "february", "march", "april", "may", "june", "july", "august", "september",
-        "october", "november", "december",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
     ];
     NAMES
         .iter()
@@ -217,11 +234,37 @@ fn ordinal_day(w: &str) -> Option<u8> {
         return digits.parse().ok().filter(|d| (1..=31).contains(d));
     }
     const ORD: [&str; 31] = [
-        "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
-        "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth",
-        "seventeenth", "eighteenth", "nineteenth", "twentieth", "twenty-first", "twenty-second",
-        "twenty-third", "twenty-fourth", "twenty-fifth", "twenty-sixth", "twenty-seventh",
-        "twenty-eighth", "twenty-ninth", "thirtieth", "thirty-first",
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+        "sixth",
+        "seventh",
+        "eighth",
+        "ninth",
+        "tenth",
+        "eleventh",
+        "twelfth",
+        "thirteenth",
+        "fourteenth",
+        "fifteenth",
+        "sixteenth",
+        "seventeenth",
+        "eighteenth",
+        "nineteenth",
+        "twentieth",
+        "twenty-first",
+        "twenty-second",
+        "twenty-third",
+        "twenty-fourth",
+        "twenty-fifth",
+        "twenty-sixth",
+        "twenty-seventh",
+        "twenty-eighth",
+        "twenty-ninth",
+        "thirtieth",
+        "thirty-first",
     ];
     ORD.iter().position(|o| *o == w).map(|p| p as u8 + 1)
 }
@@ -266,7 +309,9 @@ pub fn extract_date(text: &str) -> Option<DateValue> {
     let mut ws: Vec<String> = Vec::with_capacity(raw.len());
     for w in raw {
         if let Some(last) = ws.last_mut() {
-            if matches!(last.as_str(), "twenty" | "thirty") && ordinal_day(&format!("{last}-{w}")).is_some() {
+            if matches!(last.as_str(), "twenty" | "thirty")
+                && ordinal_day(&format!("{last}-{w}")).is_some()
+            {
                 *last = format!("{last}-{w}");
                 continue;
             }
@@ -286,7 +331,9 @@ pub fn extract_date(text: &str) -> Option<DateValue> {
             "yesterday" => return Some(DateValue::Relative { days: -1 }),
             "days" | "day" if prev.is_some() && i >= 2 && ws[i - 2] == "in" => {
                 if let Some((n, _, _)) = number_at(&ws, i - 1) {
-                    return Some(DateValue::Relative { days: n.min(3660) as i32 });
+                    return Some(DateValue::Relative {
+                        days: n.min(3660) as i32,
+                    });
                 }
             }
             _ => {}
@@ -301,7 +348,11 @@ pub fn extract_date(text: &str) -> Option<DateValue> {
             // "may 3rd [2025]"
             if let Some(d) = ws.get(i + 1).and_then(|n| ordinal_day(n)) {
                 return Some(match year(ws.get(i + 2)) {
-                    Some(y) => DateValue::Full { year: y, month: m, day: d },
+                    Some(y) => DateValue::Full {
+                        year: y,
+                        month: m,
+                        day: d,
+                    },
                     None => DateValue::MonthDay { month: m, day: d },
                 });
             }
@@ -309,7 +360,11 @@ pub fn extract_date(text: &str) -> Option<DateValue> {
             if prev == Some("of") && i >= 2 {
                 if let Some(d) = ordinal_day(&ws[i - 2]) {
                     return Some(match year(ws.get(i + 1)) {
-                        Some(y) => DateValue::Full { year: y, month: m, day: d },
+                        Some(y) => DateValue::Full {
+                            year: y,
+                            month: m,
+                            day: d,
+                        },
                         None => DateValue::MonthDay { month: m, day: d },
                     });
                 }
@@ -320,11 +375,30 @@ pub fn extract_date(text: &str) -> Option<DateValue> {
 }
 
 const YES: &[&str] = &[
-    "yes", "yeah", "yep", "yup", "yea", "sure", "correct", "right", "ok", "okay", "affirmative",
-    "absolutely", "definitely", "certainly", "indeed",
+    "yes",
+    "yeah",
+    "yep",
+    "yup",
+    "yea",
+    "sure",
+    "correct",
+    "right",
+    "ok",
+    "okay",
+    "affirmative",
+    "absolutely",
+    "definitely",
+    "certainly",
+    "indeed",
 ];
 const NO: &[&str] = &[
-    "no", "nope", "nah", "negative", "incorrect", "wrong", "never",
+    "no",
+    "nope",
+    "nah",
+    "negative",
+    "incorrect",
+    "wrong",
+    "never",
 ];
 const NEGATORS: &[&str] = &["not", "don't", "isn't", "dont", "isnt", "ain't"];
 
@@ -371,16 +445,25 @@ mod tests {
 
     #[test]
     fn digits_numeric_and_spelled() {
-        assert_eq!(extract_digits("my pin is 12 three four").as_deref(), Some("1234"));
+        assert_eq!(
+            extract_digits("my pin is 12 three four").as_deref(),
+            Some("1234")
+        );
         assert_eq!(extract_digits("oh seven seven").as_deref(), Some("077"));
-        assert_eq!(extract_digits("account 5521-8890").as_deref(), Some("55218890"));
+        assert_eq!(
+            extract_digits("account 5521-8890").as_deref(),
+            Some("55218890")
+        );
         assert_eq!(extract_digits("hello there"), None);
     }
 
     #[test]
     fn amounts() {
         let a = |t: &str| extract_amount(t);
-        assert_eq!(a("pay $12.50 please"), Some(("12.50".into(), Some("USD".into()))));
+        assert_eq!(
+            a("pay $12.50 please"),
+            Some(("12.50".into(), Some("USD".into())))
+        );
         assert_eq!(a("send 40 euros"), Some(("40".into(), Some("EUR".into()))));
         assert_eq!(a("12,5 €"), Some(("12.50".into(), Some("EUR".into()))));
         assert_eq!(
@@ -403,11 +486,38 @@ mod tests {
         assert_eq!(d("the day after tomorrow"), Some(Relative { days: 2 }));
         assert_eq!(d("in 3 days"), Some(Relative { days: 3 }));
         assert_eq!(d("in three days"), Some(Relative { days: 3 }));
-        assert_eq!(d("next friday"), Some(Weekday { weekday: 4, next: true }));
-        assert_eq!(d("on 2024-05-03"), Some(Full { year: 2024, month: 5, day: 3 }));
-        assert_eq!(d("on 3/5/2024"), Some(Full { year: 2024, month: 5, day: 3 }));
+        assert_eq!(
+            d("next friday"),
+            Some(Weekday {
+                weekday: 4,
+                next: true
+            })
+        );
+        assert_eq!(
+            d("on 2024-05-03"),
+            Some(Full {
+                year: 2024,
+                month: 5,
+                day: 3
+            })
+        );
+        assert_eq!(
+            d("on 3/5/2024"),
+            Some(Full {
+                year: 2024,
+                month: 5,
+                day: 3
+            })
+        );
         assert_eq!(d("may 3rd"), Some(MonthDay { month: 5, day: 3 }));
-        assert_eq!(d("the twenty third of june 2025"), Some(Full { year: 2025, month: 6, day: 23 }));
+        assert_eq!(
+            d("the twenty third of june 2025"),
+            Some(Full {
+                year: 2025,
+                month: 6,
+                day: 23
+            })
+        );
         assert_eq!(d("the 1st of jan"), Some(MonthDay { month: 1, day: 1 }));
         assert_eq!(d("whenever"), None);
     }
@@ -417,7 +527,14 @@ mod tests {
         for y in ["yes", "Yeah, that's right", "sure", "okay then", "correct"] {
             assert_eq!(extract_yes_no(y), Some(true), "{y}");
         }
-        for n in ["no", "nope", "that's not right", "no thanks", "wrong", "I'm not"] {
+        for n in [
+            "no",
+            "nope",
+            "that's not right",
+            "no thanks",
+            "wrong",
+            "I'm not",
+        ] {
             assert_eq!(extract_yes_no(n), Some(false), "{n}");
         }
         assert_eq!(extract_yes_no("what is the time"), None);

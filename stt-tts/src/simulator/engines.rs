@@ -14,7 +14,9 @@ use crate::llm::prompt::answer_json;
 use crate::nlu::lexical::LexicalIntentEngine;
 use crate::nlu::{IntentEngine, NluEvent, NluRequest, NluStream};
 use crate::protocol::SessionKind;
-use crate::stt::{BoxFuture, SttBackend, SttConfig, SttEngine, SttEvent, SttInput, SttSession, Transcript, Word};
+use crate::stt::{
+    BoxFuture, SttBackend, SttConfig, SttEngine, SttEvent, SttInput, SttSession, Transcript, Word,
+};
 use crate::tts::{TtsBackend, TtsChunk, TtsEngine, TtsRequest, TtsStream};
 use crate::worker::{FaultAction, FaultSource, SessionFaults};
 
@@ -188,7 +190,9 @@ async fn run_stt(state: Arc<SimState>, config: SttConfig, mut io: SttBackend) {
             let _ = io
                 .events
                 .send(Err(EngineError::InvalidRequest {
-                    reason: format!("no scripted transcript for audio {fingerprint} and no default"),
+                    reason: format!(
+                        "no scripted transcript for audio {fingerprint} and no default"
+                    ),
                 }))
                 .await;
             return;
@@ -206,7 +210,12 @@ async fn run_stt(state: Arc<SimState>, config: SttConfig, mut io: SttBackend) {
                 start_ms: 0,
                 end_ms: duration_ms,
             };
-            if io.events.send(Ok(SttEvent::Partial(partial))).await.is_err() {
+            if io
+                .events
+                .send(Ok(SttEvent::Partial(partial)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -241,18 +250,28 @@ impl SttEngine for ScriptedStt {
 }
 
 /// Renders the scripted voice for `text` at `rate`.
-pub(crate) async fn render_voice(voice: TtsVoice, text: &str, rate: u32) -> Result<Vec<i16>, EngineError> {
+pub(crate) async fn render_voice(
+    voice: TtsVoice,
+    text: &str,
+    rate: u32,
+) -> Result<Vec<i16>, EngineError> {
     match voice {
         TtsVoice::Tone { hz, ms_per_char } => {
             let ms = (text.chars().count() as u64 * u64::from(ms_per_char)).max(200);
             let n = (u64::from(rate) * ms / 1000) as usize;
             let step = std::f32::consts::TAU * hz / rate as f32;
-            Ok((0..n).map(|i| (8000.0 * (step * i as f32).sin()) as i16).collect())
+            Ok((0..n)
+                .map(|i| (8000.0 * (step * i as f32).sin()) as i16)
+                .collect())
         }
         TtsVoice::Espeak => {
             let cache = voxgate_gateway::audio::SpeechCache::global();
             let config = voxgate_gateway::audio::SayConfig::default();
-            Ok(voxgate_gateway::audio::synthesize(text, &config, rate, cache).await?.to_vec())
+            Ok(
+                voxgate_gateway::audio::synthesize(text, &config, rate, cache)
+                    .await?
+                    .to_vec(),
+            )
         }
     }
 }
@@ -289,7 +308,9 @@ async fn run_tts(state: Arc<SimState>, request: TtsRequest, out: TtsBackend) {
 impl TtsEngine for ScriptedTts {
     fn synthesize(&self, request: TtsRequest) -> TtsStream {
         let (stream, backend) = TtsStream::channel(request.sample_rate);
-        if !(voxgate_gateway::audio::MIN_RATE..=voxgate_gateway::audio::MAX_RATE).contains(&request.sample_rate) {
+        if !(voxgate_gateway::audio::MIN_RATE..=voxgate_gateway::audio::MAX_RATE)
+            .contains(&request.sample_rate)
+        {
             return TtsStream::failed(
                 request.sample_rate,
                 EngineError::InvalidRequest {
@@ -325,7 +346,10 @@ impl IntentEngine for ScriptedNlu {
                 if i > 0 {
                     state.sleep_chunk(StageId::Nlu).await;
                 }
-                if !backend.send(Ok(NluEvent::Token(piece.iter().collect()))).await {
+                if !backend
+                    .send(Ok(NluEvent::Token(piece.iter().collect())))
+                    .await
+                {
                     return;
                 }
             }

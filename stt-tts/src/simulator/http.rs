@@ -115,7 +115,11 @@ async fn chat(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
         .unwrap_or_else(IntentResult::no_match);
     let answer = answer_json(&result, None);
     let tool = request.get("tools").is_some();
-    if !request.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+    if !request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         state.sleep_first(StageId::Llm).await;
         let message = if tool {
             json!({"role": "assistant", "content": null, "tool_calls": [{
@@ -134,7 +138,14 @@ async fn chat(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
         .into_response();
     }
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(stream_chat(state, tx, model, answer, tool, faults.unwrap_or_default()));
+    tokio::spawn(stream_chat(
+        state,
+        tx,
+        model,
+        answer,
+        tool,
+        faults.unwrap_or_default(),
+    ));
     let mut resp = Response::new(body_of(rx));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -143,9 +154,20 @@ async fn chat(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     resp
 }
 
-async fn stream_chat(state: Arc<SimState>, tx: Tx, model: String, answer: String, tool: bool, f: Faults) {
+async fn stream_chat(
+    state: Arc<SimState>,
+    tx: Tx,
+    model: String,
+    answer: String,
+    tool: bool,
+    f: Faults,
+) {
     // Real servers send the role at once; it is not a token.
-    if tx.send(Ok(chunk_json(&model, json!({"role": "assistant"}), None))).await.is_err() {
+    if tx
+        .send(Ok(chunk_json(&model, json!({"role": "assistant"}), None)))
+        .await
+        .is_err()
+    {
         return;
     }
     state.sleep_first(StageId::Llm).await;
@@ -164,7 +186,9 @@ async fn stream_chat(state: Arc<SimState>, tx: Tx, model: String, answer: String
             return;
         }
         if f.garbage_at_chunk == Some(i) {
-            let _ = tx.send(Ok(Bytes::from_static(b"data: {\"choices\": [garbage\n\n"))).await;
+            let _ = tx
+                .send(Ok(Bytes::from_static(b"data: {\"choices\": [garbage\n\n")))
+                .await;
         }
         let piece: String = piece.iter().collect();
         let delta = if tool {
@@ -183,7 +207,9 @@ async fn stream_chat(state: Arc<SimState>, tx: Tx, model: String, answer: String
         }
     }
     let finish = if tool { "tool_calls" } else { "stop" };
-    let _ = tx.send(Ok(chunk_json(&model, json!({}), Some(finish)))).await;
+    let _ = tx
+        .send(Ok(chunk_json(&model, json!({}), Some(finish))))
+        .await;
     let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
 }
 
@@ -195,7 +221,11 @@ async fn speech(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error_response(400, None, "request body is not JSON");
     };
-    let Some(text) = request.get("input").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(text) = request
+        .get("input")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         return error_response(400, None, "`input` is required");
     };
     if let Some(format) = request.get("response_format").and_then(Value::as_str) {
@@ -210,13 +240,16 @@ async fn speech(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(stream_speech(state, tx, pcm, faults.unwrap_or_default()));
     let mut resp = Response::new(body_of(rx));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/pcm"));
-    resp.headers_mut().insert("x-sample-rate", HeaderValue::from(SPEECH_SAMPLE_RATE));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/pcm"));
+    resp.headers_mut()
+        .insert("x-sample-rate", HeaderValue::from(SPEECH_SAMPLE_RATE));
     resp
 }
 
 async fn stream_speech(state: Arc<SimState>, tx: Tx, pcm: Vec<i16>, f: Faults) {
-    let per_chunk = (SPEECH_SAMPLE_RATE as usize * state.script.tts.chunk_ms.max(10) as usize / 1000).max(1);
+    let per_chunk =
+        (SPEECH_SAMPLE_RATE as usize * state.script.tts.chunk_ms.max(10) as usize / 1000).max(1);
     let mut sent_bytes = 0u64;
     state.sleep_first(StageId::Speech).await;
     for (i, samples) in pcm.chunks(per_chunk).enumerate() {

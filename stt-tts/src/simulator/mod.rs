@@ -50,11 +50,18 @@ pub enum SimError {
 
 /// What `voxgate simulate --listen ADDR --script FILE` runs: loads and
 /// checks the script before binding, then serves until the process ends.
-pub async fn simulate(listen: SocketAddr, script: &Path, token: WorkerToken) -> Result<(), SimError> {
+pub async fn simulate(
+    listen: SocketAddr,
+    script: &Path,
+    token: WorkerToken,
+) -> Result<(), SimError> {
     let script = Script::load(script)?;
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|source| SimError::Bind { addr: listen, source })?;
+        .map_err(|source| SimError::Bind {
+            addr: listen,
+            source,
+        })?;
     tracing::info!(addr = %listen, "provider simulator listening (a test double, not an engine)");
     run_simulator(listener, script, token, CancellationToken::new()).await
 }
@@ -86,7 +93,9 @@ pub fn spawn_simulator(
     shutdown: CancellationToken,
 ) -> SimulatorHandle {
     let state = SimState::new(script);
-    let handle = SimulatorHandle { state: state.clone() };
+    let handle = SimulatorHandle {
+        state: state.clone(),
+    };
     tokio::spawn(async move {
         if let Err(e) = serve(listener, state, token, shutdown).await {
             tracing::warn!(error = %e, "simulator stopped");
@@ -150,7 +159,10 @@ async fn is_websocket(stream: &TcpStream) -> Option<bool> {
             seen = n;
         }
     };
-    tokio::time::timeout(HEAD_TIMEOUT, look).await.ok().flatten()
+    tokio::time::timeout(HEAD_TIMEOUT, look)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn serve(

@@ -306,18 +306,29 @@ impl Script {
                 (Some(_), None) => {}
                 (None, Some(file)) => {
                     let path = base.join(file);
-                    let pcm = voxgate_gateway::audio::load_wav_at(&path, crate::stt::STT_SAMPLE_RATE)
-                        .map_err(|e| ScriptError::Audio {
-                            path: path.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    t.fingerprint = Some(audio_fingerprint(&pcm, crate::stt::STT_SAMPLE_RATE, seconds));
+                    let pcm =
+                        voxgate_gateway::audio::load_wav_at(&path, crate::stt::STT_SAMPLE_RATE)
+                            .map_err(|e| ScriptError::Audio {
+                                path: path.clone(),
+                                reason: e.to_string(),
+                            })?;
+                    t.fingerprint = Some(audio_fingerprint(
+                        &pcm,
+                        crate::stt::STT_SAMPLE_RATE,
+                        seconds,
+                    ));
                 }
                 _ => return Err(ScriptError::TranscriptKey { index }),
             }
         }
         let stages = &self.stages;
-        for stage in [&stages.stt, &stages.tts, &stages.nlu, &stages.llm, &stages.speech] {
+        for stage in [
+            &stages.stt,
+            &stages.tts,
+            &stages.nlu,
+            &stages.llm,
+            &stages.speech,
+        ] {
             for d in [stage.first, stage.per_chunk] {
                 if let Delay::UniformMs([min_ms, max_ms]) = d {
                     if min_ms > max_ms {
@@ -336,7 +347,12 @@ impl Script {
             .iter()
             .find(|t| t.fingerprint.as_deref() == Some(fingerprint))
             .map(|t| (t.text.clone(), t.confidence))
-            .or_else(|| self.stt.default.as_ref().map(|d| (d.text.clone(), d.confidence)))
+            .or_else(|| {
+                self.stt
+                    .default
+                    .as_ref()
+                    .map(|d| (d.text.clone(), d.confidence))
+            })
     }
 
     /// The scripted intent answer for an utterance, else the default.
@@ -373,11 +389,17 @@ mod tests {
             .expect_err("typo");
         assert!(err.to_string().contains("stages.tts"), "{err}");
         assert!(matches!(
-            Script::from_json(r#"{"stt": {"transcripts": [{"text": "x"}]}}"#, Path::new(".")),
+            Script::from_json(
+                r#"{"stt": {"transcripts": [{"text": "x"}]}}"#,
+                Path::new(".")
+            ),
             Err(ScriptError::TranscriptKey { index: 0 })
         ));
         assert!(matches!(
-            Script::from_json(r#"{"stages": {"llm": {"first": {"uniform_ms": [9, 1]}}}}"#, Path::new(".")),
+            Script::from_json(
+                r#"{"stages": {"llm": {"first": {"uniform_ms": [9, 1]}}}}"#,
+                Path::new(".")
+            ),
             Err(ScriptError::BadDelay { .. })
         ));
     }
@@ -390,7 +412,9 @@ mod tests {
             (0..5).map(|_| d.sample(&mut rng)).collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));
-        assert!(draw(1).iter().all(|x| (10..=20).contains(&(x.as_millis() as u64))));
+        assert!(draw(1)
+            .iter()
+            .all(|x| (10..=20).contains(&(x.as_millis() as u64))));
     }
 
     #[test]
@@ -398,9 +422,15 @@ mod tests {
         let a: Vec<i16> = (0..32_000).map(|i| (i % 100) as i16).collect();
         let mut b = a.clone();
         b[20_000] = 7;
-        assert_eq!(audio_fingerprint(&a, 16_000, 1.0), audio_fingerprint(&b, 16_000, 1.0));
+        assert_eq!(
+            audio_fingerprint(&a, 16_000, 1.0),
+            audio_fingerprint(&b, 16_000, 1.0)
+        );
         b[100] = 9;
-        assert_ne!(audio_fingerprint(&a, 16_000, 1.0), audio_fingerprint(&b, 16_000, 1.0));
+        assert_ne!(
+            audio_fingerprint(&a, 16_000, 1.0),
+            audio_fingerprint(&b, 16_000, 1.0)
+        );
         assert_eq!(audio_fingerprint(&a, 16_000, 1.0).len(), 16);
         assert_eq!(utterance_key("  Check my Balance. "), "check my balance");
     }

@@ -12,8 +12,8 @@ use url::Url;
 
 use super::{WorkerError, WorkerToken};
 use crate::protocol::{
-    bytes_to_pcm, decode_worker, encode, pcm_to_bytes, ClientMessage, ProtocolError,
-    SessionConfig, WorkerMessage, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    bytes_to_pcm, decode_worker, encode, pcm_to_bytes, ClientMessage, ProtocolError, SessionConfig,
+    WorkerMessage, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 
 /// What arrived from a worker.
@@ -65,8 +65,7 @@ pub async fn connect(
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    let attempt =
-        tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     let (ws, _) = match tokio::time::timeout(timeout, attempt).await {
         Err(_) => {
             return Err(WorkerError::Timeout {

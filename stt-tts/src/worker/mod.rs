@@ -9,8 +9,8 @@ mod server;
 
 pub use client::{connect, Incoming, WorkerConnection};
 pub use pool::{PoolConfig, WorkerPool, WorkerStatus};
-pub use server::{serve_worker, serve_worker_until, Engines};
 pub(crate) use server::{serve_connection, FaultAction, FaultSource, SessionFaults, Shared};
+pub use server::{serve_worker, serve_worker_until, Engines};
 
 use std::time::Duration;
 

@@ -157,7 +157,10 @@ impl WorkerPool {
     pub fn spawn_health_checks(&self) -> tokio::task::JoinHandle<()> {
         let weak: Weak<PoolInner> = Arc::downgrade(&self.inner);
         let config = &self.inner.config;
-        let tick = config.health_interval.min(config.recovery_interval).max(Duration::from_millis(10));
+        let tick = config
+            .health_interval
+            .min(config.recovery_interval)
+            .max(Duration::from_millis(10));
         tokio::spawn(async move {
             let mut last: Vec<Option<Instant>> = Vec::new();
             loop {
@@ -272,7 +275,11 @@ impl WorkerPool {
             .await;
             match attempt {
                 Ok(conn) => return Ok((lease, conn)),
-                Err(e @ WorkerError::Remote { retryable: false, .. })
+                Err(
+                    e @ WorkerError::Remote {
+                        retryable: false, ..
+                    },
+                )
                 | Err(e @ WorkerError::Unauthorized { .. }) => return Err(e),
                 Err(e) => {
                     if !matches!(e, WorkerError::Remote { .. }) {

@@ -221,7 +221,11 @@ impl TtsEngine for WorkerPool {
                     incoming = conn.recv() => incoming,
                 };
                 match incoming {
-                    Ok(Incoming::Message(WorkerMessage::TtsChunk { seq, samples, sample_rate })) => {
+                    Ok(Incoming::Message(WorkerMessage::TtsChunk {
+                        seq,
+                        samples,
+                        sample_rate,
+                    })) => {
                         meta = Some((seq, samples, sample_rate));
                     }
                     Ok(Incoming::Audio(pcm)) => {
@@ -239,14 +243,29 @@ impl TtsEngine for WorkerPool {
                             }
                             .into());
                         }
-                        if !backend.send(Ok(TtsChunk { seq, samples: pcm, sample_rate })).await {
+                        if !backend
+                            .send(Ok(TtsChunk {
+                                seq,
+                                samples: pcm,
+                                sample_rate,
+                            }))
+                            .await
+                        {
                             let _ = conn.send(&ClientMessage::Cancel).await;
                             break Ok(());
                         }
                     }
                     Ok(Incoming::Message(WorkerMessage::TtsEnd { .. })) => break Ok(()),
-                    Ok(Incoming::Message(WorkerMessage::Error { code, message, retryable })) => {
-                        break Err(WorkerError::Remote { code, message, retryable })
+                    Ok(Incoming::Message(WorkerMessage::Error {
+                        code,
+                        message,
+                        retryable,
+                    })) => {
+                        break Err(WorkerError::Remote {
+                            code,
+                            message,
+                            retryable,
+                        })
                     }
                     Ok(Incoming::Message(_)) => {}
                     Err(e) => break Err(e),

@@ -21,8 +21,8 @@ use super::{WorkerError, WorkerToken};
 use crate::error::{EngineError, ErrorCode};
 use crate::nlu::{IntentEngine, NluEvent, NluStream};
 use crate::protocol::{
-    bytes_to_pcm, decode_client, encode, pcm_to_bytes, ClientMessage, ProtocolError,
-    SessionConfig, SessionKind, WorkerMessage, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    bytes_to_pcm, decode_client, encode, pcm_to_bytes, ClientMessage, ProtocolError, SessionConfig,
+    SessionKind, WorkerMessage, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use crate::stt::{SttEngine, SttEvent, SttSession};
 use crate::tts::{TtsChunk, TtsEngine, TtsStream};
@@ -136,7 +136,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(token: WorkerToken, engines: Engines, faults: Arc<dyn FaultSource>) -> Arc<Self> {
+    pub(crate) fn new(
+        token: WorkerToken,
+        engines: Engines,
+        faults: Arc<dyn FaultSource>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             token,
             engines,
@@ -284,7 +288,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Sends a data frame (and its audio) through the fault plan.
-    async fn send_data(&mut self, msg: &WorkerMessage, audio: Option<&[i16]>) -> Result<(), Hangup> {
+    async fn send_data(
+        &mut self,
+        msg: &WorkerMessage,
+        audio: Option<&[i16]>,
+    ) -> Result<(), Hangup> {
         match self.faults.before_frame(self.sent) {
             FaultAction::Send => {}
             FaultAction::Garbage => {
@@ -369,7 +377,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         match msg {
             ClientMessage::Ping { seq } => {
                 let active_sessions = self.shared.active.load(Ordering::Relaxed);
-                self.send(&WorkerMessage::Pong { seq, active_sessions }).await
+                self.send(&WorkerMessage::Pong {
+                    seq,
+                    active_sessions,
+                })
+                .await
             }
             ClientMessage::Pong { .. } => Ok(()),
             ClientMessage::Cancel => {
