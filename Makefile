@@ -51,6 +51,7 @@ test: deps
 
 bench: deps build
 	bench/run
+	bench/flows
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
