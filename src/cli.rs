@@ -35,6 +35,37 @@ pub enum Command {
     /// Create API keys (role admin).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Serve local engines over the worker websocket protocol, so AI
+    /// compute can run on other machines.
+    Worker(WorkerArgs),
+    /// Run the provider simulator: a test double for remote paid STT, TTS
+    /// and LLM services, with scripted answers, delays and faults.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9300")]
+    pub listen: String,
+    /// Engines to serve: tts (espeak-ng), nlu (the lexical classifier).
+    #[arg(long, value_delimiter = ',', default_value = "tts,nlu")]
+    pub engines: Vec<String>,
+    /// The bearer token clients must send.
+    #[arg(long, env = env::WORKER_TOKEN, hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9400")]
+    pub listen: String,
+    /// The JSON script of transcripts, intents, audio, delays and faults
+    /// (docs/worker-protocol.md).
+    #[arg(long, value_name = "FILE")]
+    pub script: PathBuf,
+    /// The bearer token clients must send.
+    #[arg(long, env = env::WORKER_TOKEN, hide_env_values = true)]
+    pub token: String,
 }
 
 /// Where the `/v1` API is, and the key to use.

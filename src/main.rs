@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 mod admin;
+mod ai;
 mod call;
 mod cli;
 mod serve;
@@ -88,13 +89,24 @@ fn run(cli: Cli) -> i32 {
             install_crypto_provider();
             with_runtime(call::run(args))
         }
-        Command::Flows(cli::FlowsCommand::Validate { file, allow_hosts, allow_private }) => {
-            admin::validate(&file, &allow_hosts, allow_private)
-        }
+        Command::Flows(cli::FlowsCommand::Validate {
+            file,
+            allow_hosts,
+            allow_private,
+        }) => admin::validate(&file, &allow_hosts, allow_private),
         Command::Flows(cmd) => with_runtime(admin::flows(cmd)),
         Command::Numbers(cmd) => with_runtime(admin::numbers(cmd)),
         Command::Tenants(cmd) => with_runtime(admin::tenants(cmd)),
         Command::Keys(cmd) => with_runtime(admin::keys(cmd)),
+        Command::Worker(args) => {
+            init_tracing();
+            install_crypto_provider();
+            with_runtime(ai::worker(args))
+        }
+        Command::Simulate(args) => {
+            init_tracing();
+            with_runtime(ai::simulate(args))
+        }
     }
 }
 

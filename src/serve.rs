@@ -117,11 +117,12 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
     readiness.set_sip_bound();
 
     let (stop_http, mut http_stopped) = watch::channel(false);
-    let http_task = tokio::spawn(
-        http_server.serve(http::router_with(readiness.clone(), [flows.api.clone()]), async move {
+    let http_task = tokio::spawn(http_server.serve(
+        http::router_with(readiness.clone(), [flows.api.clone()]),
+        async move {
             let _ = http_stopped.wait_for(|stop| *stop).await;
-        }),
-    );
+        },
+    ));
 
     let first = wait_for_signal().await;
     tracing::info!(

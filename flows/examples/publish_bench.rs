@@ -27,7 +27,12 @@ use voxgate_gateway::clock::{self, Instant};
 fn stats(mut samples: Vec<Duration>) -> Value {
     samples.sort();
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    let at = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+    let at = |q: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     json!({"n": samples.len(), "p50_ms": ms(at(0.5)), "p99_ms": ms(at(0.99)), "max_ms": ms(at(1.0))})
 }
 
@@ -37,7 +42,13 @@ fn flow(text: &str) -> Value {
         "bye": {"type": "hangup"}}})
 }
 
-async fn send(app: &axum::Router, method: Method, uri: &str, key: &str, body: Value) -> anyhow::Result<Value> {
+async fn send(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    key: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -47,7 +58,11 @@ async fn send(app: &axum::Router, method: Method, uri: &str, key: &str, body: Va
     let resp = app.clone().oneshot(req).await?;
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
-    anyhow::ensure!(status.is_success() || status == StatusCode::CONFLICT, "{uri}: {status} {}", String::from_utf8_lossy(&bytes));
+    anyhow::ensure!(
+        status.is_success() || status == StatusCode::CONFLICT,
+        "{uri}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
     Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
@@ -62,19 +77,43 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
 
     let store = Arc::new(SqliteStore::open_in_dir(&dir).await?);
-    let admin = store::bootstrap(store.as_ref(), 0).await?.ok_or_else(|| anyhow::anyhow!("bench dir must be empty"))?;
+    let admin = store::bootstrap(store.as_ref(), 0)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("bench dir must be empty"))?;
     let live = Arc::new(LiveTable::load(store.as_ref()).await?);
     let app = api::router(ApiState::new(store.clone(), live.clone()));
-    send(&app, Method::POST, "/v1/tenants", &admin, json!({"id": "acme", "name": "Acme"})).await?;
-    send(&app, Method::POST, "/v1/tenants/acme/flows", &admin, flow("hello")).await?;
-    send(&app, Method::PUT, "/v1/tenants/acme/numbers/+3311", &admin, json!({"flow_id": "support"})).await?;
+    send(
+        &app,
+        Method::POST,
+        "/v1/tenants",
+        &admin,
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await?;
+    send(
+        &app,
+        Method::POST,
+        "/v1/tenants/acme/flows",
+        &admin,
+        flow("hello"),
+    )
+    .await?;
+    send(
+        &app,
+        Method::PUT,
+        "/v1/tenants/acme/numbers/+3311",
+        &admin,
+        json!({"flow_id": "support"}),
+    )
+    .await?;
 
     // The router's side: spin on lookups, note when each version appears.
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; n as usize + 2]));
     let last_seen = Arc::new(AtomicU32::new(0));
     let reader = {
-        let (live, stop, seen, last_seen) = (live.clone(), stop.clone(), seen.clone(), last_seen.clone());
+        let (live, stop, seen, last_seen) =
+            (live.clone(), stop.clone(), seen.clone(), last_seen.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Some(Route::Live(r)) = live.lookup("+3311") {
@@ -97,7 +136,14 @@ async fn main() -> anyhow::Result<()> {
     let mut answered = Vec::with_capacity(n as usize);
     for i in 1..=n {
         let t0 = clock::now();
-        let r = send(&app, Method::POST, "/v1/tenants/acme/flows/support/publish", &admin, json!({"comment": format!("#{i}")})).await?;
+        let r = send(
+            &app,
+            Method::POST,
+            "/v1/tenants/acme/flows/support/publish",
+            &admin,
+            json!({"comment": format!("#{i}")}),
+        )
+        .await?;
         answered.push(clock::now() - t0);
         started.push(t0);
         anyhow::ensure!(r["version"] == i, "unexpected version {r}");
@@ -113,14 +159,22 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))?;
-    let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    let seen = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
     // A version the reader thread missed (it was descheduled while the
     // next publish landed) is left out of this statistic; `n` says how
     // many were caught. The check above already proved every version was
     // visible to the lookup right after its answer.
-    let visible: Vec<Duration> =
-        (1..=n).filter_map(|i| seen[i as usize].map(|s| s.saturating_duration_since(started[i as usize - 1]))).collect();
+    let visible: Vec<Duration> = (1..=n)
+        .filter_map(|i| {
+            seen[i as usize].map(|s| s.saturating_duration_since(started[i as usize - 1]))
+        })
+        .collect();
 
     // The parts: the store transaction alone, and the swap alone.
     let doc = serde_json::to_value(serde_json::from_value::<voxgate_flows::Flow>(flow("x"))?)?;

@@ -39,7 +39,10 @@ pub enum FlowsStartError {
     #[error(transparent)]
     Http(#[from] HttpClientError),
     #[error("cannot create {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The running flow engine.
@@ -54,12 +57,17 @@ pub struct FlowsApp {
 }
 
 fn now_ms() -> i64 {
-    let since = voxgate_gateway::clock::wall_now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let since = voxgate_gateway::clock::wall_now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn ensure_dir(path: &Path) -> Result<(), FlowsStartError> {
-    std::fs::create_dir_all(path).map_err(|source| FlowsStartError::Dir { path: path.display().to_string(), source })
+    std::fs::create_dir_all(path).map_err(|source| FlowsStartError::Dir {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl FlowsApp {
@@ -71,16 +79,39 @@ impl FlowsApp {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_dir(&config.data_dir).await?);
         let first_admin_key = crate::store::bootstrap(store.as_ref(), now_ms()).await?;
         if config.demo {
-            let seeded = crate::demo::seed(store.as_ref(), &config.http_base, &config.demo_agent_uri, &config.demo_number, now_ms()).await?;
+            let seeded = crate::demo::seed(
+                store.as_ref(),
+                &config.http_base,
+                &config.demo_agent_uri,
+                &config.demo_number,
+                now_ms(),
+            )
+            .await?;
             tracing::info!(?seeded, number = %config.demo_number, "demo tenant ready");
         }
         let live = Arc::new(LiveTable::load(store.as_ref()).await?);
-        let env = FlowEnv { http: FlowHttpClient::new()?, prompts_dir, cache_dir, ai: config.ai };
-        let router: Arc<dyn CallRouter> = Arc::new(FlowRouter::new(live.clone(), store.clone(), env, config.unknown_numbers));
+        let env = FlowEnv {
+            http: FlowHttpClient::new()?,
+            prompts_dir,
+            cache_dir,
+            ai: config.ai,
+        };
+        let router: Arc<dyn CallRouter> = Arc::new(FlowRouter::new(
+            live.clone(),
+            store.clone(),
+            env,
+            config.unknown_numbers,
+        ));
         let mut api = api::router(ApiState::new(store.clone(), live.clone()));
         if config.demo {
             api = api.merge(crate::demo::balance_router());
         }
-        Ok(Self { store, live, router, api, first_admin_key })
+        Ok(Self {
+            store,
+            live,
+            router,
+            api,
+            first_admin_key,
+        })
     }
 }

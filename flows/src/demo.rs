@@ -74,7 +74,10 @@ pub fn demo_settings(http_host: &str) -> TenantSettings {
             apology: "Sorry, something went wrong. Goodbye.".into(),
             action: FallbackAction::Hangup,
         },
-        http: HttpAllowList { hosts: vec![http_host.to_string()], allow_private: true },
+        http: HttpAllowList {
+            hosts: vec![http_host.to_string()],
+            allow_private: true,
+        },
     }
 }
 
@@ -95,18 +98,33 @@ pub enum DemoError {
 }
 
 /// Creates or refreshes the demo tenant, its flow and its number.
-pub async fn seed(store: &dyn Store, http_base: &str, agent_uri: &str, number: &str, at: UnixMs) -> Result<Seeded, DemoError> {
-    let host = url::Url::parse(http_base).ok().and_then(|u| u.host_str().map(String::from)).unwrap_or_else(|| "127.0.0.1".into());
+pub async fn seed(
+    store: &dyn Store,
+    http_base: &str,
+    agent_uri: &str,
+    number: &str,
+    at: UnixMs,
+) -> Result<Seeded, DemoError> {
+    let host = url::Url::parse(http_base)
+        .ok()
+        .and_then(|u| u.host_str().map(String::from))
+        .unwrap_or_else(|| "127.0.0.1".into());
     let document = demo_flow(http_base, agent_uri);
     let settings = demo_settings(&host);
-    let flow: Flow = serde_json::from_value(document.clone()).map_err(|e| DemoError::Invalid(e.to_string()))?;
+    let flow: Flow =
+        serde_json::from_value(document.clone()).map_err(|e| DemoError::Invalid(e.to_string()))?;
     let report = validate(&flow, &settings.validation_context());
     if !report.is_valid() {
         return Err(DemoError::Invalid(format!("{:?}", report.errors)));
     }
     let created = match store.get_tenant(DEMO_TENANT).await? {
         None => {
-            let tenant = Tenant { id: DEMO_TENANT.into(), name: "Demo".into(), settings: settings.clone(), created_at: at };
+            let tenant = Tenant {
+                id: DEMO_TENANT.into(),
+                name: "Demo".into(),
+                settings: settings.clone(),
+                created_at: at,
+            };
             store.create_tenant(&tenant, ACTOR).await?;
             true
         }
@@ -114,33 +132,73 @@ pub async fn seed(store: &dyn Store, http_base: &str, agent_uri: &str, number: &
             if t.settings.http != settings.http {
                 let mut updated = t.settings.clone();
                 updated.http = settings.http.clone();
-                store.update_tenant_settings(DEMO_TENANT, &updated, ACTOR, at).await?;
+                store
+                    .update_tenant_settings(DEMO_TENANT, &updated, ACTOR, at)
+                    .await?;
             }
             false
         }
     };
     let etag = match store.get_draft(DEMO_TENANT, DEMO_FLOW).await? {
-        None => store.create_draft(DEMO_TENANT, DEMO_FLOW, &document, ACTOR, at).await?.etag,
+        None => {
+            store
+                .create_draft(DEMO_TENANT, DEMO_FLOW, &document, ACTOR, at)
+                .await?
+                .etag
+        }
         Some(d) if d.document == document => d.etag,
-        Some(d) => store.update_draft(DEMO_TENANT, DEMO_FLOW, &document, &d.etag, ACTOR, at).await?.etag,
+        Some(d) => {
+            store
+                .update_draft(DEMO_TENANT, DEMO_FLOW, &document, &d.etag, ACTOR, at)
+                .await?
+                .etag
+        }
     };
-    let live = store.get_flow(DEMO_TENANT, DEMO_FLOW).await?.and_then(|f| f.live);
+    let live = store
+        .get_flow(DEMO_TENANT, DEMO_FLOW)
+        .await?
+        .and_then(|f| f.live);
     let live_doc = match &live {
-        Some(p) => store.get_version(DEMO_TENANT, DEMO_FLOW, p.version).await?.map(|v| v.document),
+        Some(p) => store
+            .get_version(DEMO_TENANT, DEMO_FLOW, p.version)
+            .await?
+            .map(|v| v.document),
         None => None,
     };
     let outcome = if live_doc.as_ref() == Some(&document) {
         Seeded::Unchanged
     } else {
-        let comment = if created { "demo flow" } else { "demo flow for the current HTTP address" };
+        let comment = if created {
+            "demo flow"
+        } else {
+            "demo flow for the current HTTP address"
+        };
         store
-            .publish(&PublishRequest { tenant: DEMO_TENANT, flow_id: DEMO_FLOW, document: &document, if_match: Some(&etag), author: ACTOR, comment, at })
+            .publish(&PublishRequest {
+                tenant: DEMO_TENANT,
+                flow_id: DEMO_FLOW,
+                document: &document,
+                if_match: Some(&etag),
+                author: ACTOR,
+                comment,
+                at,
+            })
             .await?;
-        if created { Seeded::Created } else { Seeded::Republished }
+        if created {
+            Seeded::Created
+        } else {
+            Seeded::Republished
+        }
     };
-    let routed = store.list_numbers(DEMO_TENANT).await?.iter().any(|n| n.did == number);
+    let routed = store
+        .list_numbers(DEMO_TENANT)
+        .await?
+        .iter()
+        .any(|n| n.did == number);
     if !routed {
-        store.put_number(DEMO_TENANT, number, DEMO_FLOW, ACTOR, at).await?;
+        store
+            .put_number(DEMO_TENANT, number, DEMO_FLOW, ACTOR, at)
+            .await?;
     }
     Ok(outcome)
 }
@@ -158,8 +216,13 @@ pub fn balance_router() -> axum::Router {
     axum::Router::new().route(
         "/demo/balance",
         get(|Query(q): Query<BalanceQuery>| async move {
-            let cents = q.caller.bytes().fold(4_217u64, |acc, b| (acc * 31 + u64::from(b)) % 100_000);
-            axum::Json(json!({"caller": q.caller, "balance": cents as f64 / 100.0, "currency": "USD"}))
+            let cents = q
+                .caller
+                .bytes()
+                .fold(4_217u64, |acc, b| (acc * 31 + u64::from(b)) % 100_000);
+            axum::Json(
+                json!({"caller": q.caller, "balance": cents as f64 / 100.0, "currency": "USD"}),
+            )
         }),
     )
 }
@@ -172,10 +235,48 @@ mod tests {
     #[tokio::test]
     async fn seeding_is_idempotent_and_follows_the_http_address() {
         let store = SqliteStore::open_in_memory().await.expect("store");
-        assert_eq!(seed(&store, "http://127.0.0.1:8080", "sip:agent@127.0.0.1:5070", DEMO_NUMBER, 1).await.expect("seed"), Seeded::Created);
-        assert_eq!(seed(&store, "http://127.0.0.1:8080", "sip:agent@127.0.0.1:5070", DEMO_NUMBER, 2).await.expect("seed"), Seeded::Unchanged);
-        assert_eq!(seed(&store, "http://127.0.0.1:9090", "sip:agent@127.0.0.1:5070", DEMO_NUMBER, 3).await.expect("seed"), Seeded::Republished);
-        let live = store.get_flow(DEMO_TENANT, DEMO_FLOW).await.expect("get").and_then(|f| f.live).expect("live");
+        assert_eq!(
+            seed(
+                &store,
+                "http://127.0.0.1:8080",
+                "sip:agent@127.0.0.1:5070",
+                DEMO_NUMBER,
+                1
+            )
+            .await
+            .expect("seed"),
+            Seeded::Created
+        );
+        assert_eq!(
+            seed(
+                &store,
+                "http://127.0.0.1:8080",
+                "sip:agent@127.0.0.1:5070",
+                DEMO_NUMBER,
+                2
+            )
+            .await
+            .expect("seed"),
+            Seeded::Unchanged
+        );
+        assert_eq!(
+            seed(
+                &store,
+                "http://127.0.0.1:9090",
+                "sip:agent@127.0.0.1:5070",
+                DEMO_NUMBER,
+                3
+            )
+            .await
+            .expect("seed"),
+            Seeded::Republished
+        );
+        let live = store
+            .get_flow(DEMO_TENANT, DEMO_FLOW)
+            .await
+            .expect("get")
+            .and_then(|f| f.live)
+            .expect("live");
         assert_eq!(live.version, 2);
         let numbers = store.list_numbers(DEMO_TENANT).await.expect("numbers");
         assert_eq!(numbers.len(), 1);

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant as TokioInstant;
 use voxgate_gateway::call::{
-    BoxFuture, CallEvent, CallHandle, PlaybackSource, TransferError, TransferMode as CallTransferMode, TransferOutcome,
-    TransferRequest,
+    BoxFuture, CallEvent, CallHandle, PlaybackSource, TransferError,
+    TransferMode as CallTransferMode, TransferOutcome, TransferRequest,
 };
 use voxgate_gateway::clock;
 
@@ -55,7 +55,10 @@ impl AiRunner for UnavailableAi {
         Box::pin(async {
             ActionResult::Ai {
                 outcome: "fallback_dtmf".into(),
-                variables: BTreeMap::from([("ai.reason".to_string(), Value::from("ai_unavailable"))]),
+                variables: BTreeMap::from([(
+                    "ai.reason".to_string(),
+                    Value::from("ai_unavailable"),
+                )]),
             }
         })
     }
@@ -107,23 +110,37 @@ async fn perform(
 ) -> ActionResult {
     match action {
         Action::Say { text, voice, .. } => {
-            let source = PlaybackSource::Say { text: text.clone(), voice: voice.clone(), rate_wpm: None };
+            let source = PlaybackSource::Say {
+                text: text.clone(),
+                voice: voice.clone(),
+                rate_wpm: None,
+            };
             play(call, source, typeahead).await
         }
         Action::Play { audio } => match audio_source(audio, env, tenant).await {
             Ok(source) => play(call, source, typeahead).await,
             Err(reason) => ActionResult::Failed { reason },
         },
-        Action::Collect { prompt, max_digits, terminator, first_digit_timeout, inter_digit_timeout } => {
+        Action::Collect {
+            prompt,
+            max_digits,
+            terminator,
+            first_digit_timeout,
+            inter_digit_timeout,
+        } => {
             let source = match prompt {
                 None => None,
-                Some(PromptAction::Say { text, voice, .. }) => {
-                    Some(PlaybackSource::Say { text: text.clone(), voice: voice.clone(), rate_wpm: None })
+                Some(PromptAction::Say { text, voice, .. }) => Some(PlaybackSource::Say {
+                    text: text.clone(),
+                    voice: voice.clone(),
+                    rate_wpm: None,
+                }),
+                Some(PromptAction::Play { audio }) => {
+                    match audio_source(audio, env, tenant).await {
+                        Ok(s) => Some(s),
+                        Err(reason) => return ActionResult::Failed { reason },
+                    }
                 }
-                Some(PromptAction::Play { audio }) => match audio_source(audio, env, tenant).await {
-                    Ok(s) => Some(s),
-                    Err(reason) => return ActionResult::Failed { reason },
-                },
             };
             let spec = Collect {
                 max_digits: (*max_digits).max(1) as usize,
@@ -134,9 +151,17 @@ async fn perform(
             collect(call, source, &spec, typeahead).await
         }
         Action::Http(request) => env.http.execute(request, &tenant.http).await,
-        Action::Transfer { mode, target, headers, timeout } => {
+        Action::Transfer {
+            mode,
+            target,
+            headers,
+            timeout,
+        } => {
             let mut headers = headers.clone();
-            headers.push(("X-Voxgate-Flow".into(), format!("{}/{}@{}", tenant.tenant, tenant.flow_id, tenant.version)));
+            headers.push((
+                "X-Voxgate-Flow".into(),
+                format!("{}/{}@{}", tenant.tenant, tenant.flow_id, tenant.version),
+            ));
             let request = TransferRequest {
                 mode: match mode {
                     TransferMode::Blind => CallTransferMode::Blind,
@@ -147,13 +172,25 @@ async fn perform(
                 timeout: *timeout,
             };
             match call.transfer(request).await {
-                Ok(TransferOutcome::Referred | TransferOutcome::Bridged { .. }) => ActionResult::Transferred,
+                Ok(TransferOutcome::Referred | TransferOutcome::Bridged { .. }) => {
+                    ActionResult::Transferred
+                }
                 Err(TransferError::CallGone) => ActionResult::CallerHungUp,
-                Err(e @ TransferError::NoAnswer) => ActionResult::TransferFailed { no_answer: true, reason: e.to_string() },
-                Err(e) => ActionResult::TransferFailed { no_answer: false, reason: e.to_string() },
+                Err(e @ TransferError::NoAnswer) => ActionResult::TransferFailed {
+                    no_answer: true,
+                    reason: e.to_string(),
+                },
+                Err(e) => ActionResult::TransferFailed {
+                    no_answer: false,
+                    reason: e.to_string(),
+                },
             }
         }
-        Action::Ai { node, params, variables } => env.ai.run(call, node, params, variables).await,
+        Action::Ai {
+            node,
+            params,
+            variables,
+        } => env.ai.run(call, node, params, variables).await,
         Action::Hangup { .. } => {
             call.hangup();
             ActionResult::Done
@@ -162,40 +199,69 @@ async fn perform(
 }
 
 /// Plays to the end, keeping keys pressed meanwhile as type-ahead.
-async fn play(call: &mut CallHandle, source: PlaybackSource, typeahead: &mut VecDeque<char>) -> ActionResult {
+async fn play(
+    call: &mut CallHandle,
+    source: PlaybackSource,
+    typeahead: &mut VecDeque<char>,
+) -> ActionResult {
     match call.play(source).await {
         Ok(digits) => {
             typeahead.extend(digits.iter().map(|d| d.digit));
             ActionResult::Done
         }
         Err(voxgate_gateway::call::CallError::Ended) => ActionResult::CallerHungUp,
-        Err(e) => ActionResult::Failed { reason: e.to_string() },
+        Err(e) => ActionResult::Failed {
+            reason: e.to_string(),
+        },
     }
 }
 
-async fn audio_source(audio: &str, env: &FlowEnv, tenant: &TenantRuntime) -> Result<PlaybackSource, String> {
+async fn audio_source(
+    audio: &str,
+    env: &FlowEnv,
+    tenant: &TenantRuntime,
+) -> Result<PlaybackSource, String> {
     if audio.contains("://") {
         let name = format!("{:016x}.wav", fnv1a(audio.as_bytes()));
         let path = env.cache_dir.join(&name);
         if tokio::fs::metadata(&path).await.is_err() {
-            let bytes = env.http.fetch_audio(audio, &tenant.http, MAX_AUDIO_BYTES).await?;
-            tokio::fs::create_dir_all(&env.cache_dir).await.map_err(|e| format!("audio cache: {e}"))?;
+            let bytes = env
+                .http
+                .fetch_audio(audio, &tenant.http, MAX_AUDIO_BYTES)
+                .await?;
+            tokio::fs::create_dir_all(&env.cache_dir)
+                .await
+                .map_err(|e| format!("audio cache: {e}"))?;
             let tmp = env.cache_dir.join(format!("{name}.part"));
-            tokio::fs::write(&tmp, &bytes).await.map_err(|e| format!("audio cache: {e}"))?;
-            tokio::fs::rename(&tmp, &path).await.map_err(|e| format!("audio cache: {e}"))?;
+            tokio::fs::write(&tmp, &bytes)
+                .await
+                .map_err(|e| format!("audio cache: {e}"))?;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| format!("audio cache: {e}"))?;
         }
         return Ok(PlaybackSource::Wav(path));
     }
     let relative = Path::new(audio);
-    if relative.is_absolute() || relative.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("{audio}: prompt files are named relative to the tenant's prompt folder"));
+    if relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "{audio}: prompt files are named relative to the tenant's prompt folder"
+        ));
     }
-    Ok(PlaybackSource::Wav(env.prompts_dir.join(&tenant.tenant).join(relative)))
+    Ok(PlaybackSource::Wav(
+        env.prompts_dir.join(&tenant.tenant).join(relative),
+    ))
 }
 
 /// 64-bit FNV-1a, for cache file names.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 struct Collect {
@@ -235,12 +301,24 @@ async fn collect(
         if let Some(source) = prompt {
             match call.start_playback(source) {
                 Ok(id) => playing = Some(id),
-                Err(e) => return ActionResult::Failed { reason: e.to_string() },
+                Err(e) => {
+                    return ActionResult::Failed {
+                        reason: e.to_string(),
+                    }
+                }
             }
         }
     }
-    let after = |d: &str| if d.is_empty() { spec.first_digit_timeout } else { spec.inter_digit_timeout };
-    let mut deadline = playing.is_none().then(|| TokioInstant::now() + after(&digits));
+    let after = |d: &str| {
+        if d.is_empty() {
+            spec.first_digit_timeout
+        } else {
+            spec.inter_digit_timeout
+        }
+    };
+    let mut deadline = playing
+        .is_none()
+        .then(|| TokioInstant::now() + after(&digits));
     loop {
         let event = match deadline {
             Some(at) => tokio::select! {

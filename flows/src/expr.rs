@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use evalexpr::{ContextWithMutableVariables, DefaultNumericTypes, HashMapContext, Node, Value as EValue};
+use evalexpr::{
+    ContextWithMutableVariables, DefaultNumericTypes, HashMapContext, Node, Value as EValue,
+};
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,7 +32,8 @@ impl Condition {
     pub fn parse(source: &str) -> Result<Self, ExprError> {
         let tree = evalexpr::build_operator_tree::<DefaultNumericTypes>(source)
             .map_err(|e| ExprError::Syntax(e.to_string()))?;
-        let assigns = tree.iter_variable_identifiers().count() != tree.iter_read_variable_identifiers().count();
+        let assigns = tree.iter_variable_identifiers().count()
+            != tree.iter_read_variable_identifiers().count();
         if assigns {
             return Err(ExprError::Assignment);
         }
@@ -47,8 +50,11 @@ impl Condition {
     pub fn eval(&self, vars: &BTreeMap<String, Value>) -> Result<bool, ExprError> {
         let mut ctx = HashMapContext::<DefaultNumericTypes>::new();
         for name in self.tree.iter_read_variable_identifiers() {
-            let value = vars.get(name).map_or(EValue::String(String::new()), to_evalexpr);
-            ctx.set_value(name.to_string(), value).map_err(|e| ExprError::Eval(e.to_string()))?;
+            let value = vars
+                .get(name)
+                .map_or(EValue::String(String::new()), to_evalexpr);
+            ctx.set_value(name.to_string(), value)
+                .map_err(|e| ExprError::Eval(e.to_string()))?;
         }
         match self.tree.eval_with_context(&ctx) {
             Ok(EValue::Boolean(b)) => Ok(b),
@@ -76,7 +82,11 @@ mod tests {
     use super::*;
 
     fn vars() -> BTreeMap<String, Value> {
-        [("balance".to_string(), Value::from(150)), ("tier".to_string(), Value::from("gold"))].into()
+        [
+            ("balance".to_string(), Value::from(150)),
+            ("tier".to_string(), Value::from("gold")),
+        ]
+        .into()
     }
 
     #[test]
@@ -95,10 +105,16 @@ mod tests {
 
     #[test]
     fn refuses_assignment_and_non_boolean() {
-        assert_eq!(Condition::parse("balance = 5").err(), Some(ExprError::Assignment));
+        assert_eq!(
+            Condition::parse("balance = 5").err(),
+            Some(ExprError::Assignment)
+        );
         let c = Condition::parse("balance + 1").expect("parses");
         assert!(matches!(c.eval(&vars()), Err(ExprError::NotBoolean(_))));
-        assert!(matches!(Condition::parse("(balance > 3"), Err(ExprError::Syntax(_))));
+        assert!(matches!(
+            Condition::parse("(balance > 3"),
+            Err(ExprError::Syntax(_))
+        ));
     }
 
     #[test]

@@ -29,10 +29,16 @@ impl Resolve for FilteringResolver {
         let host = name.as_str().to_string();
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| allow_private || !is_private(a.ip())).collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| allow_private || !is_private(a.ip()))
+                .collect();
             if allowed.is_empty() {
-                return Err(format!("{host} resolves only to private or loopback addresses").into());
+                return Err(
+                    format!("{host} resolves only to private or loopback addresses").into(),
+                );
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -63,14 +69,18 @@ impl FlowHttpClient {
                 .dns_resolver(Arc::new(FilteringResolver { allow_private }))
                 .build()
         };
-        Ok(Self { strict: build(false)?, permissive: build(true)? })
+        Ok(Self {
+            strict: build(false)?,
+            permissive: build(true)?,
+        })
     }
 
     /// Carries out `request` for a tenant with `allow`, and reports it the
     /// way the interpreter expects. Never fails: every problem becomes
     /// [`ActionResult::HttpFailed`].
     pub async fn execute(&self, request: &HttpRequest, allow: &HttpAllowList) -> ActionResult {
-        let failed = |timed_out: bool, reason: String| ActionResult::HttpFailed { timed_out, reason };
+        let failed =
+            |timed_out: bool, reason: String| ActionResult::HttpFailed { timed_out, reason };
         let url = match url::Url::parse(&request.url) {
             Ok(u) => u,
             Err(e) => return failed(false, format!("invalid URL {}: {e}", request.url)),
@@ -84,7 +94,11 @@ impl FlowHttpClient {
         if let Err(why) = allow.permits_host(&host) {
             return failed(false, why);
         }
-        let client = if allow.allow_private { &self.permissive } else { &self.strict };
+        let client = if allow.allow_private {
+            &self.permissive
+        } else {
+            &self.strict
+        };
         let method = match request.method {
             HttpMethod::Get => reqwest::Method::GET,
             HttpMethod::Post => reqwest::Method::POST,
@@ -97,7 +111,9 @@ impl FlowHttpClient {
             builder = builder.header(k.as_str(), v.as_str());
         }
         if let Some(body) = &request.body {
-            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
         }
         let send = async {
             let mut response = builder.send().await?;
@@ -112,10 +128,19 @@ impl FlowHttpClient {
             Ok::<_, reqwest::Error>((status, serde_json::from_slice::<Value>(&body).ok(), false))
         };
         match tokio::time::timeout(request.timeout, send).await {
-            Err(_) => failed(true, format!("no reply within {} ms", request.timeout.as_millis())),
-            Ok(Err(e)) if e.is_timeout() => failed(true, format!("no reply within {} ms", request.timeout.as_millis())),
+            Err(_) => failed(
+                true,
+                format!("no reply within {} ms", request.timeout.as_millis()),
+            ),
+            Ok(Err(e)) if e.is_timeout() => failed(
+                true,
+                format!("no reply within {} ms", request.timeout.as_millis()),
+            ),
             Ok(Err(e)) => failed(false, describe(&e)),
-            Ok(Ok((_, _, true))) => failed(false, format!("the reply is larger than {MAX_REPLY_BYTES} bytes")),
+            Ok(Ok((_, _, true))) => failed(
+                false,
+                format!("the reply is larger than {MAX_REPLY_BYTES} bytes"),
+            ),
             Ok(Ok((status, body, false))) => ActionResult::HttpResponse { status, body },
         }
     }
@@ -136,11 +161,25 @@ fn describe(e: &reqwest::Error) -> String {
 impl FlowHttpClient {
     /// Downloads an audio prompt (at most `max_bytes`) under the same
     /// host rules as `http` nodes.
-    pub async fn fetch_audio(&self, url: &str, allow: &HttpAllowList, max_bytes: usize) -> Result<Vec<u8>, String> {
+    pub async fn fetch_audio(
+        &self,
+        url: &str,
+        allow: &HttpAllowList,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, String> {
         let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url}: {e}"))?;
-        let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = parsed
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         allow.permits_host(&host)?;
-        let client = if allow.allow_private { &self.permissive } else { &self.strict };
+        let client = if allow.allow_private {
+            &self.permissive
+        } else {
+            &self.strict
+        };
         let mut response = client
             .get(parsed)
             .timeout(Duration::from_secs(10))

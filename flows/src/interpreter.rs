@@ -56,7 +56,10 @@ pub struct FallbackPolicy {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FallbackAction {
     /// Transfer to this agent URI.
-    Agent { target: String, mode: TransferMode },
+    Agent {
+        target: String,
+        mode: TransferMode,
+    },
     Hangup,
 }
 
@@ -72,15 +75,25 @@ impl Default for FallbackPolicy {
 /// Something to play while collecting digits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptAction {
-    Say { text: String, voice: Option<String>, language: Option<String> },
-    Play { audio: String },
+    Say {
+        text: String,
+        voice: Option<String>,
+        language: Option<String>,
+    },
+    Play {
+        audio: String,
+    },
 }
 
 /// What the driver must do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Speak text; answer [`ActionResult::Done`].
-    Say { text: String, voice: Option<String>, language: Option<String> },
+    Say {
+        text: String,
+        voice: Option<String>,
+        language: Option<String>,
+    },
     /// Play an audio file or URL; answer [`ActionResult::Done`].
     Play { audio: String },
     /// Play the prompt (if any; stop it at the first key) and collect keys
@@ -98,9 +111,18 @@ pub enum Action {
     Http(HttpRequest),
     /// Transfer the caller; answer [`ActionResult::Transferred`] or
     /// [`ActionResult::TransferFailed`].
-    Transfer { mode: TransferMode, target: String, headers: Vec<(String, String)>, timeout: Duration },
+    Transfer {
+        mode: TransferMode,
+        target: String,
+        headers: Vec<(String, String)>,
+        timeout: Duration,
+    },
     /// Run the AI node; answer [`ActionResult::Ai`].
-    Ai { node: String, params: Box<AiNode>, variables: BTreeMap<String, Value> },
+    Ai {
+        node: String,
+        params: Box<AiNode>,
+        variables: BTreeMap<String, Value>,
+    },
     /// End the call; answer [`ActionResult::Done`].
     Hangup { reason: String },
 }
@@ -118,20 +140,36 @@ pub struct HttpRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionResult {
     Done,
-    Digits { digits: String },
+    Digits {
+        digits: String,
+    },
     NoInput,
-    HttpResponse { status: u16, body: Option<Value> },
-    HttpFailed { timed_out: bool, reason: String },
+    HttpResponse {
+        status: u16,
+        body: Option<Value>,
+    },
+    HttpFailed {
+        timed_out: bool,
+        reason: String,
+    },
     /// The caller left this call through the transfer.
     Transferred,
-    TransferFailed { no_answer: bool, reason: String },
+    TransferFailed {
+        no_answer: bool,
+        reason: String,
+    },
     /// The AI node ended on `outcome` (an intent, `escalate`,
     /// `fallback_dtmf`, `fallback_agent` or `error`), with the variables it
     /// sets (`ai.intent`, `ai.confidence`, slots …).
-    Ai { outcome: String, variables: BTreeMap<String, Value> },
+    Ai {
+        outcome: String,
+        variables: BTreeMap<String, Value>,
+    },
     /// The action could not be carried out (speech synthesis failed, a
     /// file is missing, …).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// The caller hung up during the action.
     CallerHungUp,
 }
@@ -176,11 +214,16 @@ enum Reprompt {
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     /// Waiting for the result of the action issued for `node`.
-    AtNode { node: String, retries: u32 },
+    AtNode {
+        node: String,
+        retries: u32,
+    },
     /// Saying the apology; the fallback action follows.
     Apology,
     /// Waiting for the fallback transfer or hangup.
-    FallbackAction { hanging_up: bool },
+    FallbackAction {
+        hanging_up: bool,
+    },
     /// Waiting for a hangup node's hangup to finish.
     HangingUp,
     Finished(Disposition),
@@ -199,7 +242,12 @@ pub struct Interpreter {
 
 impl Interpreter {
     /// Starts a call at the flow's entry node.
-    pub fn new(flow: Arc<Flow>, call: &CallContext, fallback: FallbackPolicy, now: Instant) -> Self {
+    pub fn new(
+        flow: Arc<Flow>,
+        call: &CallContext,
+        fallback: FallbackPolicy,
+        now: Instant,
+    ) -> Self {
         let vars = BTreeMap::from([
             ("caller_id".to_string(), Value::from(call.caller_id.clone())),
             ("did".to_string(), Value::from(call.did.clone())),
@@ -210,7 +258,15 @@ impl Interpreter {
             ("weekday".to_string(), Value::from(call.weekday.clone())),
         ]);
         let entry = flow.entry.clone();
-        let mut me = Self { flow, fallback, vars, phase: Phase::Finished(Disposition::Fallback), pending: None, timeline: Vec::new(), started: now };
+        let mut me = Self {
+            flow,
+            fallback,
+            vars,
+            phase: Phase::Finished(Disposition::Fallback),
+            pending: None,
+            timeline: Vec::new(),
+            started: now,
+        };
         me.enter(entry, now, 0);
         me
     }
@@ -267,13 +323,21 @@ impl Interpreter {
     }
 
     fn render(&self, text: &str) -> String {
-        Template::parse(text).map(|t| t.render(&self.vars)).unwrap_or_else(|_| text.to_string())
+        Template::parse(text)
+            .map(|t| t.render(&self.vars))
+            .unwrap_or_else(|_| text.to_string())
     }
 
     fn prompt_action(&self, prompt: &Prompt) -> PromptAction {
         match prompt {
-            Prompt::Say(text) => PromptAction::Say { text: self.render(text), voice: None, language: None },
-            Prompt::Play(audio) => PromptAction::Play { audio: audio.clone() },
+            Prompt::Say(text) => PromptAction::Say {
+                text: self.render(text),
+                voice: None,
+                language: None,
+            },
+            Prompt::Play(audio) => PromptAction::Play {
+                audio: audio.clone(),
+            },
         }
     }
 
@@ -316,7 +380,10 @@ impl Interpreter {
             changed: BTreeMap::new(),
             notes: Vec::new(),
         });
-        self.phase = Phase::AtNode { node: id.clone(), retries: 0 };
+        self.phase = Phase::AtNode {
+            node: id.clone(),
+            retries: 0,
+        };
         let action = match &node.kind {
             NodeKind::Set(s) => {
                 for (k, v) in &s.values {
@@ -342,8 +409,14 @@ impl Interpreter {
                 }
                 return self.follow(&node, &outcome, now, immediate + 1);
             }
-            NodeKind::Say(s) => Action::Say { text: self.render(&s.text), voice: s.voice.clone(), language: s.language.clone() },
-            NodeKind::Play(p) => Action::Play { audio: p.audio.clone() },
+            NodeKind::Say(s) => Action::Say {
+                text: self.render(&s.text),
+                voice: s.voice.clone(),
+                language: s.language.clone(),
+            },
+            NodeKind::Play(p) => Action::Play {
+                audio: p.audio.clone(),
+            },
             NodeKind::Menu(m) => self.menu_action(m, None),
             NodeKind::Gather(g) => Action::Collect {
                 prompt: g.prompt.as_ref().map(|p| self.prompt_action(p)),
@@ -354,12 +427,18 @@ impl Interpreter {
             },
             NodeKind::Http(h) => {
                 let body = h.body.as_ref().map(|b| {
-                    Template::parse(b).map(|t| t.render_json_escaped(&self.vars)).unwrap_or_else(|_| b.clone())
+                    Template::parse(b)
+                        .map(|t| t.render_json_escaped(&self.vars))
+                        .unwrap_or_else(|_| b.clone())
                 });
                 Action::Http(HttpRequest {
                     method: h.method,
                     url: self.render(&h.url),
-                    headers: h.headers.iter().map(|(k, v)| (k.clone(), self.render(v))).collect(),
+                    headers: h
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), self.render(v)))
+                        .collect(),
                     body,
                     timeout: Duration::from_millis(h.timeout_ms),
                 })
@@ -367,13 +446,23 @@ impl Interpreter {
             NodeKind::Transfer(t) => Action::Transfer {
                 mode: t.mode,
                 target: self.render(&t.target),
-                headers: t.headers.iter().map(|(k, v)| (k.clone(), self.render(v))).collect(),
+                headers: t
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.render(v)))
+                    .collect(),
                 timeout: Duration::from_millis(t.timeout_ms),
             },
-            NodeKind::Ai(a) => Action::Ai { node: id.clone(), params: Box::new(a.clone()), variables: self.vars.clone() },
+            NodeKind::Ai(a) => Action::Ai {
+                node: id.clone(),
+                params: Box::new(a.clone()),
+                variables: self.vars.clone(),
+            },
             NodeKind::Hangup(h) => {
                 self.phase = Phase::HangingUp;
-                Action::Hangup { reason: h.reason.clone().unwrap_or_else(|| "flow ended".into()) }
+                Action::Hangup {
+                    reason: h.reason.clone().unwrap_or_else(|| "flow ended".into()),
+                }
             }
         };
         self.pending = Some(action);
@@ -410,14 +499,24 @@ impl Interpreter {
             }
             Phase::Apology => self.fallback_action(now),
             Phase::FallbackAction { hanging_up } => {
-                if let (ActionResult::TransferFailed { reason, .. } | ActionResult::Failed { reason }, false) = (&result, hanging_up) {
+                if let (
+                    ActionResult::TransferFailed { reason, .. } | ActionResult::Failed { reason },
+                    false,
+                ) = (&result, hanging_up)
+                {
                     self.note(format!("fallback transfer failed: {reason}"));
                     self.phase = Phase::FallbackAction { hanging_up: true };
-                    self.pending = Some(Action::Hangup { reason: "fallback transfer failed".into() });
+                    self.pending = Some(Action::Hangup {
+                        reason: "fallback transfer failed".into(),
+                    });
                     return;
                 }
                 self.exit(if hanging_up { "hangup" } else { "transferred" }, now);
-                self.phase = Phase::Finished(if matches!(result, ActionResult::Transferred) { Disposition::Transferred } else { Disposition::Fallback });
+                self.phase = Phase::Finished(if matches!(result, ActionResult::Transferred) {
+                    Disposition::Transferred
+                } else {
+                    Disposition::Fallback
+                });
             }
             Phase::AtNode { node: id, retries } => {
                 let Some(node) = self.node(&id) else {
@@ -428,12 +527,21 @@ impl Interpreter {
         }
     }
 
-    fn node_result(&mut self, id: &str, node: &Node, retries: u32, result: ActionResult, now: Instant) {
+    fn node_result(
+        &mut self,
+        id: &str,
+        node: &Node,
+        retries: u32,
+        result: ActionResult,
+        now: Instant,
+    ) {
         if let ActionResult::Failed { reason } = &result {
             return self.take_fallback(reason, now);
         }
         match (&node.kind, result) {
-            (NodeKind::Say(_) | NodeKind::Play(_), ActionResult::Done) => self.follow(node, NEXT, now, 0),
+            (NodeKind::Say(_) | NodeKind::Play(_), ActionResult::Done) => {
+                self.follow(node, NEXT, now, 0)
+            }
             (NodeKind::Menu(m), r @ (ActionResult::Digits { .. } | ActionResult::NoInput)) => {
                 let miss = match r {
                     ActionResult::Digits { digits } if m.options.contains(&digits) => {
@@ -452,13 +560,27 @@ impl Interpreter {
                 };
                 if retries < m.max_retries {
                     self.note(format!("retry {}/{}", retries + 1, m.max_retries));
-                    self.phase = Phase::AtNode { node: id.to_string(), retries: retries + 1 };
+                    self.phase = Phase::AtNode {
+                        node: id.to_string(),
+                        retries: retries + 1,
+                    };
                     self.pending = Some(self.menu_action(m, Some(miss)));
                 } else {
-                    self.follow(node, if miss == Reprompt::NoInput { "no_input" } else { "no_match" }, now, 0);
+                    self.follow(
+                        node,
+                        if miss == Reprompt::NoInput {
+                            "no_input"
+                        } else {
+                            "no_match"
+                        },
+                        now,
+                        0,
+                    );
                 }
             }
-            (NodeKind::Gather(g), ActionResult::Digits { digits }) if digits.len() as u32 >= g.min_digits.max(1) => {
+            (NodeKind::Gather(g), ActionResult::Digits { digits })
+                if digits.len() as u32 >= g.min_digits.max(1) =>
+            {
                 self.note(format!("{} digits", digits.len()));
                 self.set_var(&g.variable, Value::from(digits));
                 self.follow(node, NEXT, now, 0);
@@ -476,7 +598,11 @@ impl Interpreter {
                 self.set_var("http.status", Value::from(status));
                 if (200..300).contains(&status) {
                     for (var, pointer) in &h.map {
-                        let value = body.as_ref().and_then(|b| b.pointer(pointer)).cloned().unwrap_or(Value::Null);
+                        let value = body
+                            .as_ref()
+                            .and_then(|b| b.pointer(pointer))
+                            .cloned()
+                            .unwrap_or(Value::Null);
                         self.set_var(var, value);
                     }
                     self.follow(node, "ok", now, 0);
@@ -487,7 +613,11 @@ impl Interpreter {
             (NodeKind::Http(_), ActionResult::HttpFailed { timed_out, reason }) => {
                 self.note(reason);
                 self.set_var("http.status", Value::from(0));
-                let outcome = if timed_out && node.edges.contains_key("timeout") { "timeout" } else { "error" };
+                let outcome = if timed_out && node.edges.contains_key("timeout") {
+                    "timeout"
+                } else {
+                    "error"
+                };
                 self.follow(node, outcome, now, 0);
             }
             (NodeKind::Transfer(_), ActionResult::Transferred) => {
@@ -497,8 +627,15 @@ impl Interpreter {
             }
             (NodeKind::Transfer(_), ActionResult::TransferFailed { no_answer, reason }) => {
                 self.note(reason);
-                self.set_var("transfer.status", Value::from(if no_answer { "no_answer" } else { "failed" }));
-                let outcome = if no_answer && node.edges.contains_key("no_answer") { "no_answer" } else { "failed" };
+                self.set_var(
+                    "transfer.status",
+                    Value::from(if no_answer { "no_answer" } else { "failed" }),
+                );
+                let outcome = if no_answer && node.edges.contains_key("no_answer") {
+                    "no_answer"
+                } else {
+                    "failed"
+                };
                 self.follow(node, outcome, now, 0);
             }
             (NodeKind::Ai(_), ActionResult::Ai { outcome, variables }) => {
@@ -506,14 +643,21 @@ impl Interpreter {
                     self.set_var(&k, v);
                 }
                 let outcome = match outcome.as_str() {
-                    "fallback_dtmf" if !node.edges.contains_key("fallback_dtmf") => "fallback_agent".to_string(),
-                    "fallback_agent" if !node.edges.contains_key("fallback_agent") => "fallback_dtmf".to_string(),
+                    "fallback_dtmf" if !node.edges.contains_key("fallback_dtmf") => {
+                        "fallback_agent".to_string()
+                    }
+                    "fallback_agent" if !node.edges.contains_key("fallback_agent") => {
+                        "fallback_dtmf".to_string()
+                    }
                     _ => outcome,
                 };
                 self.follow(node, &outcome, now, 0);
             }
             (kind, other) => {
-                let reason = format!("unexpected result {other:?} for a {} step", kind.type_name());
+                let reason = format!(
+                    "unexpected result {other:?} for a {} step",
+                    kind.type_name()
+                );
                 self.take_fallback(&reason, now);
             }
         }
@@ -536,7 +680,11 @@ impl Interpreter {
             self.fallback_action(now);
         } else {
             self.phase = Phase::Apology;
-            self.pending = Some(Action::Say { text: self.fallback.apology.clone(), voice: None, language: None });
+            self.pending = Some(Action::Say {
+                text: self.fallback.apology.clone(),
+                voice: None,
+                language: None,
+            });
         }
     }
 
@@ -544,11 +692,18 @@ impl Interpreter {
         match self.fallback.action.clone() {
             FallbackAction::Agent { target, mode } => {
                 self.phase = Phase::FallbackAction { hanging_up: false };
-                self.pending = Some(Action::Transfer { mode, target, headers: Vec::new(), timeout: Duration::from_secs(30) });
+                self.pending = Some(Action::Transfer {
+                    mode,
+                    target,
+                    headers: Vec::new(),
+                    timeout: Duration::from_secs(30),
+                });
             }
             FallbackAction::Hangup => {
                 self.phase = Phase::FallbackAction { hanging_up: true };
-                self.pending = Some(Action::Hangup { reason: "fallback".into() });
+                self.pending = Some(Action::Hangup {
+                    reason: "fallback".into(),
+                });
             }
         }
     }

@@ -87,20 +87,37 @@ impl LiveTable {
     /// that no longer reads as a flow is logged and left out (its DIDs
     /// answer as unpublished) rather than stopping the gateway.
     pub fn from_state(state: LiveState) -> Self {
-        let tenants = state.tenants.into_iter().map(|(id, s)| (Arc::from(id), Arc::new(s))).collect();
+        let tenants = state
+            .tenants
+            .into_iter()
+            .map(|(id, s)| (Arc::from(id), Arc::new(s)))
+            .collect();
         let numbers = state
             .numbers
             .into_iter()
-            .map(|n| (Arc::from(n.did), (Arc::from(n.tenant), Arc::from(n.flow_id))))
+            .map(|n| {
+                (
+                    Arc::from(n.did),
+                    (Arc::from(n.tenant), Arc::from(n.flow_id)),
+                )
+            })
             .collect();
         let mut flows = HashMap::new();
         for f in state.flows {
             match serde_json::from_value::<Flow>(f.document) {
                 Ok(flow) => {
-                    flows.insert((Arc::from(f.tenant), Arc::from(f.flow_id)), LiveFlow { version: f.version, flow: Arc::new(flow) });
+                    flows.insert(
+                        (Arc::from(f.tenant), Arc::from(f.flow_id)),
+                        LiveFlow {
+                            version: f.version,
+                            flow: Arc::new(flow),
+                        },
+                    );
                 }
-                Err(e) => tracing::error!(tenant = %f.tenant, flow = %f.flow_id, version = f.version, error = %e,
-                    "live flow version does not read as a flow; its numbers answer as unpublished"),
+                Err(e) => {
+                    tracing::error!(tenant = %f.tenant, flow = %f.flow_id, version = f.version, error = %e,
+                    "live flow version does not read as a flow; its numbers answer as unpublished")
+                }
             }
         }
         Self {
@@ -126,9 +143,17 @@ impl LiveTable {
         };
         let flows = self.flows.load();
         let Some(live) = flows.get(&(tenant.clone(), flow_id.clone())) else {
-            return Some(Route::Unpublished { tenant: tenant.to_string(), flow_id: flow_id.to_string() });
+            return Some(Route::Unpublished {
+                tenant: tenant.to_string(),
+                flow_id: flow_id.to_string(),
+            });
         };
-        let settings = self.tenants.load().get(&tenant).cloned().unwrap_or_default();
+        let settings = self
+            .tenants
+            .load()
+            .get(&tenant)
+            .cloned()
+            .unwrap_or_default();
         Some(Route::Live(LiveRoute {
             tenant: tenant.to_string(),
             flow_id: flow_id.to_string(),
@@ -140,7 +165,10 @@ impl LiveTable {
 
     /// The live version of a flow, if it has one.
     pub fn live_version(&self, tenant: &str, flow_id: &str) -> Option<u32> {
-        self.flows.load().get(&(Arc::from(tenant), Arc::from(flow_id))).map(|f| f.version)
+        self.flows
+            .load()
+            .get(&(Arc::from(tenant), Arc::from(flow_id)))
+            .map(|f| f.version)
     }
 
     fn write<T: Clone>(&self, map: &ArcSwap<T>, change: impl FnOnce(&mut T)) {
@@ -155,7 +183,10 @@ impl LiveTable {
     /// Makes `version` the live version of a flow (publish or rollback).
     pub fn set_live(&self, tenant: &str, flow_id: &str, version: u32, flow: Arc<Flow>) {
         self.write(&self.flows, |m| {
-            m.insert((Arc::from(tenant), Arc::from(flow_id)), LiveFlow { version, flow });
+            m.insert(
+                (Arc::from(tenant), Arc::from(flow_id)),
+                LiveFlow { version, flow },
+            );
         });
     }
 
@@ -198,16 +229,35 @@ mod tests {
     }
 
     fn number(did: &str, tenant: &str, flow_id: &str) -> Number {
-        Number { did: did.into(), tenant: tenant.into(), flow_id: flow_id.into(), updated_by: "t".into(), updated_at: 0 }
+        Number {
+            did: did.into(),
+            tenant: tenant.into(),
+            flow_id: flow_id.into(),
+            updated_by: "t".into(),
+            updated_at: 0,
+        }
     }
 
     fn table() -> LiveTable {
         LiveTable::from_state(LiveState {
             tenants: vec![("acme".into(), TenantSettings::default())],
-            numbers: vec![number("+3311", "acme", "support"), number("+3322", "acme", "draft-only")],
+            numbers: vec![
+                number("+3311", "acme", "support"),
+                number("+3322", "acme", "draft-only"),
+            ],
             flows: vec![
-                LiveFlowRecord { tenant: "acme".into(), flow_id: "support".into(), version: 3, document: flow("support", "v3") },
-                LiveFlowRecord { tenant: "acme".into(), flow_id: "broken".into(), version: 1, document: serde_json::json!({"x": 1}) },
+                LiveFlowRecord {
+                    tenant: "acme".into(),
+                    flow_id: "support".into(),
+                    version: 3,
+                    document: flow("support", "v3"),
+                },
+                LiveFlowRecord {
+                    tenant: "acme".into(),
+                    flow_id: "broken".into(),
+                    version: 1,
+                    document: serde_json::json!({"x": 1}),
+                },
             ],
         })
     }
@@ -217,15 +267,28 @@ mod tests {
         let t = table();
         match t.lookup("+3311") {
             Some(Route::Live(r)) => {
-                assert_eq!((r.tenant.as_str(), r.flow_id.as_str(), r.version), ("acme", "support", 3));
+                assert_eq!(
+                    (r.tenant.as_str(), r.flow_id.as_str(), r.version),
+                    ("acme", "support", 3)
+                );
                 assert_eq!(r.flow.id, "support");
             }
             other => panic!("expected live, got {other:?}"),
         }
-        assert_eq!(t.lookup("+3322"), Some(Route::Unpublished { tenant: "acme".into(), flow_id: "draft-only".into() }));
+        assert_eq!(
+            t.lookup("+3322"),
+            Some(Route::Unpublished {
+                tenant: "acme".into(),
+                flow_id: "draft-only".into()
+            })
+        );
         assert_eq!(t.lookup("+3399"), None);
         assert_eq!(t.lookup("sip:evil"), None);
-        assert_eq!(t.live_version("acme", "broken"), None, "an unreadable version is left out");
+        assert_eq!(
+            t.live_version("acme", "broken"),
+            None,
+            "an unreadable version is left out"
+        );
     }
 
     #[test]
@@ -239,7 +302,9 @@ mod tests {
         let t = table();
         let v4: Flow = serde_json::from_value(flow("support", "v4")).expect("flow");
         t.set_live("acme", "support", 4, Arc::new(v4));
-        let Some(Route::Live(r)) = t.lookup("+3311") else { panic!("not live") };
+        let Some(Route::Live(r)) = t.lookup("+3311") else {
+            panic!("not live")
+        };
         assert_eq!(r.version, 4);
         t.remove_number("+3311");
         assert_eq!(t.lookup("+3311"), None);
@@ -250,7 +315,10 @@ mod tests {
 
     #[test]
     fn normalizes_dids() {
-        assert_eq!(normalize_did("+33 (1) 23-45.67").as_deref(), Some("+331234567"));
+        assert_eq!(
+            normalize_did("+33 (1) 23-45.67").as_deref(),
+            Some("+331234567")
+        );
         assert_eq!(normalize_did("0800").as_deref(), Some("0800"));
         for bad in ["", "+", "abc", "12a", "++1", &"1".repeat(33)] {
             assert_eq!(normalize_did(bad), None, "{bad}");

@@ -86,14 +86,23 @@ impl NodeKind {
     /// Whether the node waits for the caller (digits or speech). A cycle
     /// through the graph must contain one, or it would loop forever.
     pub fn waits_for_caller(&self) -> bool {
-        matches!(self, NodeKind::Menu(_) | NodeKind::Gather(_) | NodeKind::Ai(_))
+        matches!(
+            self,
+            NodeKind::Menu(_) | NodeKind::Gather(_) | NodeKind::Ai(_)
+        )
     }
 
     /// The outcomes this node can take, given its parameters, and whether
     /// an edge is required for each.
     pub fn outcomes(&self) -> Vec<Outcome> {
-        let req = |name: &str| Outcome { name: name.to_string(), required: true };
-        let opt = |name: &str| Outcome { name: name.to_string(), required: false };
+        let req = |name: &str| Outcome {
+            name: name.to_string(),
+            required: true,
+        };
+        let opt = |name: &str| Outcome {
+            name: name.to_string(),
+            required: false,
+        };
         match self {
             NodeKind::Play(_) | NodeKind::Say(_) | NodeKind::Set(_) => vec![req(NEXT)],
             NodeKind::Gather(_) => vec![req(NEXT), opt("no_input")],
@@ -111,7 +120,12 @@ impl NodeKind {
             }
             NodeKind::Ai(a) => {
                 let mut v: Vec<Outcome> = a.intents.iter().map(|i| opt(&i.name)).collect();
-                v.extend([req("escalate"), opt("fallback_dtmf"), opt("fallback_agent"), req("error")]);
+                v.extend([
+                    req("escalate"),
+                    opt("fallback_dtmf"),
+                    opt("fallback_agent"),
+                    req("error"),
+                ]);
                 v
             }
             NodeKind::Transfer(_) => vec![req("failed"), opt("no_answer")],
@@ -378,7 +392,15 @@ pub struct HangupNode {
 }
 
 /// The built-in variables every call starts with.
-pub const BUILTIN_VARIABLES: &[&str] = &["caller_id", "did", "call_id", "tenant", "time", "hour", "weekday"];
+pub const BUILTIN_VARIABLES: &[&str] = &[
+    "caller_id",
+    "did",
+    "call_id",
+    "tenant",
+    "time",
+    "hour",
+    "weekday",
+];
 
 /// The JSON Schema of the flow document, served at `/v1/schema/flow.json`.
 pub fn flow_schema() -> serde_json::Value {
@@ -404,7 +426,12 @@ mod tests {
         let flow: Flow = serde_json::from_str(json).expect("reads");
         assert_eq!(flow.nodes.len(), 3);
         assert_eq!(flow.nodes["menu"].kind.type_name(), "menu");
-        let menu_outcomes: Vec<_> = flow.nodes["menu"].kind.outcomes().into_iter().map(|o| o.name).collect();
+        let menu_outcomes: Vec<_> = flow.nodes["menu"]
+            .kind
+            .outcomes()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
         assert_eq!(menu_outcomes, ["1", "2", "no_input", "no_match"]);
         let back = serde_json::to_value(&flow).expect("writes");
         let again: Flow = serde_json::from_value(back).expect("reads again");
@@ -420,7 +447,18 @@ mod tests {
     #[test]
     fn schema_names_every_node_type() {
         let schema = flow_schema().to_string();
-        for t in ["play", "say", "menu", "gather", "http", "condition", "set", "ai", "transfer", "hangup"] {
+        for t in [
+            "play",
+            "say",
+            "menu",
+            "gather",
+            "http",
+            "condition",
+            "set",
+            "ai",
+            "transfer",
+            "hangup",
+        ] {
             assert!(schema.contains(&format!("\"{t}\"")), "schema lacks {t}");
         }
     }

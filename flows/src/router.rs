@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use voxgate_gateway::call::{BoxFuture, CallHandle, CallHandler, CallRouter, IncomingCall, RouteDecision};
+use voxgate_gateway::call::{
+    BoxFuture, CallHandle, CallHandler, CallRouter, IncomingCall, RouteDecision,
+};
 use voxgate_gateway::clock;
 
 use crate::driver::{self, FlowEnv, TenantRuntime};
@@ -25,8 +27,18 @@ pub struct FlowRouter {
 }
 
 impl FlowRouter {
-    pub fn new(live: Arc<LiveTable>, store: Arc<dyn Store>, env: FlowEnv, unknown: Option<Arc<dyn CallRouter>>) -> Self {
-        Self { live, store, env, unknown }
+    pub fn new(
+        live: Arc<LiveTable>,
+        store: Arc<dyn Store>,
+        env: FlowEnv,
+        unknown: Option<Arc<dyn CallRouter>>,
+    ) -> Self {
+        Self {
+            live,
+            store,
+            env,
+            unknown,
+        }
     }
 }
 
@@ -40,13 +52,19 @@ impl CallRouter for FlowRouter {
             })),
             Some(Route::Unpublished { tenant, flow_id }) => {
                 tracing::warn!(did = %call.did, %tenant, %flow_id, "number routed to a flow with no published version; answering 480");
-                RouteDecision::Reject { status: 480, reason: "Temporarily Unavailable".into() }
+                RouteDecision::Reject {
+                    status: 480,
+                    reason: "Temporarily Unavailable".into(),
+                }
             }
             None => match &self.unknown {
                 Some(router) => router.route(call),
                 None => {
                     tracing::info!(did = %call.did, "no tenant owns this number; answering 404");
-                    RouteDecision::Reject { status: 404, reason: "Not Found".into() }
+                    RouteDecision::Reject {
+                        status: 404,
+                        reason: "Not Found".into(),
+                    }
                 }
             },
         }
@@ -61,7 +79,9 @@ struct FlowCall {
 }
 
 fn unix_ms(at: std::time::SystemTime) -> i64 {
-    at.duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// The built-in time variables, in UTC.
@@ -77,7 +97,11 @@ fn time_context(at: std::time::SystemTime) -> (String, u8, String) {
         jiff::civil::Weekday::Saturday => "sat",
         jiff::civil::Weekday::Sunday => "sun",
     };
-    (ts.to_string(), u8::try_from(zoned.hour()).unwrap_or(0), weekday.to_string())
+    (
+        ts.to_string(),
+        u8::try_from(zoned.hour()).unwrap_or(0),
+        weekday.to_string(),
+    )
 }
 
 impl CallHandler for FlowCall {
@@ -120,10 +144,18 @@ impl CallHandler for FlowCall {
                 tracing::error!(call = %record.id, error = %e, "cannot record the call start");
             }
             tracing::info!(call = %record.id, tenant = %route.tenant, flow = %route.flow_id, version = route.version, "call entered flow");
-            let mut interp = Interpreter::new(route.flow.clone(), &ctx, route.settings.fallback.clone(), clock::now());
+            let mut interp = Interpreter::new(
+                route.flow.clone(),
+                &ctx,
+                route.settings.fallback.clone(),
+                clock::now(),
+            );
             driver::run(&mut call, &mut interp, &env, &tenant, |_| {}).await;
             record.ended_at = Some(unix_ms(clock::wall_now()));
-            record.disposition = interp.finished().and_then(|d| serde_json::to_value(d).ok()).and_then(|v| v.as_str().map(String::from));
+            record.disposition = interp
+                .finished()
+                .and_then(|d| serde_json::to_value(d).ok())
+                .and_then(|v| v.as_str().map(String::from));
             record.timeline = serde_json::to_value(interp.timeline()).unwrap_or_default();
             if let Err(e) = store.save_call(&record).await {
                 tracing::error!(call = %record.id, error = %e, "cannot record the call end");

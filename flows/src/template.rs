@@ -57,7 +57,10 @@ impl Template {
                     return Err(TemplateError::EmptyName(at));
                 }
                 if !is_valid_name(name) {
-                    return Err(TemplateError::BadName { name: name.to_string(), at });
+                    return Err(TemplateError::BadName {
+                        name: name.to_string(),
+                        at,
+                    });
                 }
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
@@ -100,7 +103,11 @@ impl Template {
         })
     }
 
-    fn render_with(&self, vars: &BTreeMap<String, Value>, fmt: impl Fn(&Value) -> String) -> String {
+    fn render_with(
+        &self,
+        vars: &BTreeMap<String, Value>,
+        fmt: impl Fn(&Value) -> String,
+    ) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
@@ -130,7 +137,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -138,7 +148,10 @@ mod tests {
         let t = Template::parse("Hi ${name}, you owe $$${amount} (${missing})").expect("parses");
         let out = t.render(&vars(&[("name", "Ana".into()), ("amount", 12.5.into())]));
         assert_eq!(out, "Hi Ana, you owe $12.5 ()");
-        assert_eq!(t.variables().collect::<Vec<_>>(), ["name", "amount", "missing"]);
+        assert_eq!(
+            t.variables().collect::<Vec<_>>(),
+            ["name", "amount", "missing"]
+        );
     }
 
     #[test]
@@ -151,8 +164,14 @@ mod tests {
     fn errors_name_the_position() {
         assert_eq!(Template::parse("a ${b"), Err(TemplateError::Unclosed(2)));
         assert_eq!(Template::parse("${}"), Err(TemplateError::EmptyName(0)));
-        assert!(matches!(Template::parse("${a b}"), Err(TemplateError::BadName { at: 0, .. })));
-        assert!(matches!(Template::parse("${1x}"), Err(TemplateError::BadName { .. })));
+        assert!(matches!(
+            Template::parse("${a b}"),
+            Err(TemplateError::BadName { at: 0, .. })
+        ));
+        assert!(matches!(
+            Template::parse("${1x}"),
+            Err(TemplateError::BadName { .. })
+        ));
     }
 
     #[test]

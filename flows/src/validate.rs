@@ -76,7 +76,9 @@ impl HttpAllowList {
         if listed {
             Ok(())
         } else {
-            Err(format!("{host} is not on this tenant's list of allowed hosts"))
+            Err(format!(
+                "{host} is not on this tenant's list of allowed hosts"
+            ))
         }
     }
 
@@ -105,7 +107,10 @@ pub fn is_private(ip: IpAddr) -> bool {
                 return is_private(IpAddr::V4(v4));
             }
             let s = v6.segments();
-            v6.is_loopback() || v6.is_unspecified() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -130,8 +135,15 @@ fn defined_by(node: &Node, outcome: &str) -> Vec<String> {
         }
         NodeKind::Menu(_) => vec!["menu.choice".into()],
         NodeKind::Ai(a) => {
-            let mut v: Vec<String> =
-                ["ai.intent", "ai.confidence", "ai.transcript", "ai.turns", "ai.reason"].map(String::from).to_vec();
+            let mut v: Vec<String> = [
+                "ai.intent",
+                "ai.confidence",
+                "ai.transcript",
+                "ai.turns",
+                "ai.reason",
+            ]
+            .map(String::from)
+            .to_vec();
             for intent in &a.intents {
                 v.extend(intent.slots.iter().map(|s| format!("ai.slots.{}", s.name)));
             }
@@ -146,10 +158,16 @@ fn defined_by(node: &Node, outcome: &str) -> Vec<String> {
 fn used_by(node: &Node, id: &str, errors: &mut Vec<Issue>) -> Vec<(String, String)> {
     let mut used = Vec::new();
     let base = format!("/nodes/{id}");
-    let mut template = |text: &str, path: String, used: &mut Vec<(String, String)>| match Template::parse(text) {
-        Ok(t) => used.extend(t.variables().map(|v| (v.to_string(), path.clone()))),
-        Err(e) => errors.push(issue(id, path, "bad_template", format!("This text has a broken variable: {e}."))),
-    };
+    let mut template =
+        |text: &str, path: String, used: &mut Vec<(String, String)>| match Template::parse(text) {
+            Ok(t) => used.extend(t.variables().map(|v| (v.to_string(), path.clone()))),
+            Err(e) => errors.push(issue(
+                id,
+                path,
+                "bad_template",
+                format!("This text has a broken variable: {e}."),
+            )),
+        };
     let prompt = |p: &Prompt| match p {
         Prompt::Say(t) => Some(t.clone()),
         Prompt::Play(_) => None,
@@ -157,7 +175,11 @@ fn used_by(node: &Node, id: &str, errors: &mut Vec<Issue>) -> Vec<(String, Strin
     match &node.kind {
         NodeKind::Say(s) => template(&s.text, format!("{base}/text"), &mut used),
         NodeKind::Menu(m) => {
-            for (name, p) in [("prompt", Some(&m.prompt)), ("no_input_prompt", m.no_input_prompt.as_ref()), ("no_match_prompt", m.no_match_prompt.as_ref())] {
+            for (name, p) in [
+                ("prompt", Some(&m.prompt)),
+                ("no_input_prompt", m.no_input_prompt.as_ref()),
+                ("no_match_prompt", m.no_match_prompt.as_ref()),
+            ] {
                 if let Some(text) = p.and_then(prompt) {
                     template(&text, format!("{base}/{name}/say"), &mut used);
                 }
@@ -203,7 +225,10 @@ fn used_by(node: &Node, id: &str, errors: &mut Vec<Issue>) -> Vec<(String, Strin
         NodeKind::Condition(c) => {
             for (i, b) in c.branches.iter().enumerate() {
                 if let Ok(cond) = Condition::parse(&b.when) {
-                    used.extend(cond.variables().map(|v| (v.to_string(), format!("{base}/branches/{i}/when"))));
+                    used.extend(
+                        cond.variables()
+                            .map(|v| (v.to_string(), format!("{base}/branches/{i}/when"))),
+                    );
                 }
             }
         }
@@ -213,18 +238,38 @@ fn used_by(node: &Node, id: &str, errors: &mut Vec<Issue>) -> Vec<(String, Strin
 }
 
 fn issue(node: &str, path: String, code: &'static str, message: String) -> Issue {
-    Issue { node: Some(node.to_string()), path, code, message }
+    Issue {
+        node: Some(node.to_string()),
+        path,
+        code,
+        message,
+    }
 }
 
 fn valid_node_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn valid_header_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!%*+`'~".contains(&b))
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!%*+`'~".contains(&b))
 }
 
-fn check_range(errors: &mut Vec<Issue>, id: &str, field: &str, value: u64, lo: u64, hi: u64, what: &str) {
+fn check_range(
+    errors: &mut Vec<Issue>,
+    id: &str,
+    field: &str,
+    value: u64,
+    lo: u64,
+    hi: u64,
+    what: &str,
+) {
     if value < lo || value > hi {
         errors.push(issue(
             id,
@@ -246,181 +291,431 @@ fn check_parameters(id: &str, node: &Node, ctx: &ValidationContext, errors: &mut
         NodeKind::Play(p) => check_audio(id, &p.audio, &format!("{base}/audio"), ctx, errors),
         NodeKind::Say(s) => {
             if s.text.trim().is_empty() {
-                errors.push(issue(id, format!("{base}/text"), "missing_parameter", "Say what? The text is empty.".into()));
+                errors.push(issue(
+                    id,
+                    format!("{base}/text"),
+                    "missing_parameter",
+                    "Say what? The text is empty.".into(),
+                ));
             }
         }
         NodeKind::Menu(m) => {
             check_prompt(id, &m.prompt, &format!("{base}/prompt"), ctx, errors);
             if m.options.is_empty() {
-                errors.push(issue(id, format!("{base}/options"), "missing_parameter", "A menu needs at least one choice.".into()));
+                errors.push(issue(
+                    id,
+                    format!("{base}/options"),
+                    "missing_parameter",
+                    "A menu needs at least one choice.".into(),
+                ));
             }
             let mut seen = BTreeSet::new();
             for (i, o) in m.options.iter().enumerate() {
                 if o.is_empty() || o.len() > 8 || !o.chars().all(is_dtmf_key) {
-                    errors.push(issue(id, format!("{base}/options/{i}"), "invalid_parameter", format!("Choice \"{o}\" must be keys 0-9, * or #.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/options/{i}"),
+                        "invalid_parameter",
+                        format!("Choice \"{o}\" must be keys 0-9, * or #."),
+                    ));
                 }
                 if !seen.insert(o) {
-                    errors.push(issue(id, format!("{base}/options/{i}"), "duplicate", format!("Choice \"{o}\" is listed twice.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/options/{i}"),
+                        "duplicate",
+                        format!("Choice \"{o}\" is listed twice."),
+                    ));
                 }
             }
-            check_range(errors, id, "timeout_ms", m.timeout_ms, 500, 60_000, "The wait for a key");
-            check_range(errors, id, "inter_digit_timeout_ms", m.inter_digit_timeout_ms, 200, 30_000, "The wait between keys");
-            check_range(errors, id, "max_retries", m.max_retries.into(), 0, 10, "Retries");
+            check_range(
+                errors,
+                id,
+                "timeout_ms",
+                m.timeout_ms,
+                500,
+                60_000,
+                "The wait for a key",
+            );
+            check_range(
+                errors,
+                id,
+                "inter_digit_timeout_ms",
+                m.inter_digit_timeout_ms,
+                200,
+                30_000,
+                "The wait between keys",
+            );
+            check_range(
+                errors,
+                id,
+                "max_retries",
+                m.max_retries.into(),
+                0,
+                10,
+                "Retries",
+            );
         }
         NodeKind::Gather(g) => {
             if let Some(p) = &g.prompt {
                 check_prompt(id, p, &format!("{base}/prompt"), ctx, errors);
             }
             if !is_valid_name(&g.variable) || BUILTIN_VARIABLES.contains(&g.variable.as_str()) {
-                errors.push(issue(id, format!("{base}/variable"), "invalid_parameter", format!("\"{}\" cannot be used as a variable name.", g.variable)));
+                errors.push(issue(
+                    id,
+                    format!("{base}/variable"),
+                    "invalid_parameter",
+                    format!("\"{}\" cannot be used as a variable name.", g.variable),
+                ));
             }
-            check_range(errors, id, "max_digits", g.max_digits.into(), 1, 64, "The number of digits");
+            check_range(
+                errors,
+                id,
+                "max_digits",
+                g.max_digits.into(),
+                1,
+                64,
+                "The number of digits",
+            );
             if g.min_digits > g.max_digits {
-                errors.push(issue(id, format!("{base}/min_digits"), "invalid_parameter", "The minimum number of digits is larger than the maximum.".into()));
+                errors.push(issue(
+                    id,
+                    format!("{base}/min_digits"),
+                    "invalid_parameter",
+                    "The minimum number of digits is larger than the maximum.".into(),
+                ));
             }
             if let Some(t) = g.terminator {
                 if !is_dtmf_key(t) {
-                    errors.push(issue(id, format!("{base}/terminator"), "invalid_parameter", format!("\"{t}\" is not a phone key.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/terminator"),
+                        "invalid_parameter",
+                        format!("\"{t}\" is not a phone key."),
+                    ));
                 }
             }
-            check_range(errors, id, "timeout_ms", g.timeout_ms, 500, 60_000, "The wait for the first key");
-            check_range(errors, id, "inter_digit_timeout_ms", g.inter_digit_timeout_ms, 200, 30_000, "The wait between keys");
+            check_range(
+                errors,
+                id,
+                "timeout_ms",
+                g.timeout_ms,
+                500,
+                60_000,
+                "The wait for the first key",
+            );
+            check_range(
+                errors,
+                id,
+                "inter_digit_timeout_ms",
+                g.inter_digit_timeout_ms,
+                200,
+                30_000,
+                "The wait between keys",
+            );
         }
         NodeKind::Http(h) => {
             check_http_url(id, &h.url, &format!("{base}/url"), ctx, errors);
-            check_range(errors, id, "timeout_ms", h.timeout_ms, 100, 30_000, "The request timeout");
+            check_range(
+                errors,
+                id,
+                "timeout_ms",
+                h.timeout_ms,
+                100,
+                30_000,
+                "The request timeout",
+            );
             for name in h.headers.keys() {
                 if !valid_header_name(name) {
-                    errors.push(issue(id, format!("{base}/headers/{name}"), "invalid_parameter", format!("\"{name}\" is not a valid header name.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/headers/{name}"),
+                        "invalid_parameter",
+                        format!("\"{name}\" is not a valid header name."),
+                    ));
                 }
             }
             if let Some(body) = &h.body {
                 if let Ok(t) = Template::parse(body) {
-                    let probe: BTreeMap<String, serde_json::Value> = t.variables().map(|v| (v.to_string(), "x".into())).collect();
-                    if serde_json::from_str::<serde_json::Value>(&t.render_json_escaped(&probe)).is_err() {
-                        errors.push(issue(id, format!("{base}/body"), "invalid_parameter", "The body is not valid JSON.".into()));
+                    let probe: BTreeMap<String, serde_json::Value> =
+                        t.variables().map(|v| (v.to_string(), "x".into())).collect();
+                    if serde_json::from_str::<serde_json::Value>(&t.render_json_escaped(&probe))
+                        .is_err()
+                    {
+                        errors.push(issue(
+                            id,
+                            format!("{base}/body"),
+                            "invalid_parameter",
+                            "The body is not valid JSON.".into(),
+                        ));
                     }
                 }
             }
             for (var, pointer) in &h.map {
                 if !is_valid_name(var) || BUILTIN_VARIABLES.contains(&var.as_str()) {
-                    errors.push(issue(id, format!("{base}/map/{var}"), "invalid_parameter", format!("\"{var}\" cannot be used as a variable name.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/map/{var}"),
+                        "invalid_parameter",
+                        format!("\"{var}\" cannot be used as a variable name."),
+                    ));
                 }
                 if !(pointer.is_empty() || pointer.starts_with('/')) {
-                    errors.push(issue(id, format!("{base}/map/{var}"), "invalid_parameter", format!("\"{pointer}\" must be a JSON pointer such as /account/balance.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/map/{var}"),
+                        "invalid_parameter",
+                        format!("\"{pointer}\" must be a JSON pointer such as /account/balance."),
+                    ));
                 }
             }
         }
         NodeKind::Condition(c) => {
             if c.branches.is_empty() {
-                errors.push(issue(id, format!("{base}/branches"), "missing_parameter", "A condition needs at least one branch.".into()));
+                errors.push(issue(
+                    id,
+                    format!("{base}/branches"),
+                    "missing_parameter",
+                    "A condition needs at least one branch.".into(),
+                ));
             }
             let mut seen = BTreeSet::new();
             for (i, b) in c.branches.iter().enumerate() {
                 if b.outcome == "else" || b.outcome.is_empty() || !seen.insert(&b.outcome) {
-                    errors.push(issue(id, format!("{base}/branches/{i}/outcome"), "invalid_parameter", format!("Branch name \"{}\" is empty, reserved or used twice.", b.outcome)));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/branches/{i}/outcome"),
+                        "invalid_parameter",
+                        format!(
+                            "Branch name \"{}\" is empty, reserved or used twice.",
+                            b.outcome
+                        ),
+                    ));
                 }
                 if let Err(e) = Condition::parse(&b.when) {
-                    errors.push(issue(id, format!("{base}/branches/{i}/when"), "bad_expression", format!("This condition cannot be read: {e}.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/branches/{i}/when"),
+                        "bad_expression",
+                        format!("This condition cannot be read: {e}."),
+                    ));
                 }
             }
         }
         NodeKind::Set(s) => {
             if s.values.is_empty() {
-                errors.push(issue(id, format!("{base}/values"), "missing_parameter", "Set nothing? Add at least one variable.".into()));
+                errors.push(issue(
+                    id,
+                    format!("{base}/values"),
+                    "missing_parameter",
+                    "Set nothing? Add at least one variable.".into(),
+                ));
             }
             for var in s.values.keys() {
                 if !is_valid_name(var) || BUILTIN_VARIABLES.contains(&var.as_str()) {
-                    errors.push(issue(id, format!("{base}/values/{var}"), "invalid_parameter", format!("\"{var}\" cannot be used as a variable name.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/values/{var}"),
+                        "invalid_parameter",
+                        format!("\"{var}\" cannot be used as a variable name."),
+                    ));
                 }
             }
         }
         NodeKind::Ai(a) => {
             if a.intents.is_empty() {
-                errors.push(issue(id, format!("{base}/intents"), "missing_parameter", "The assistant needs at least one intent.".into()));
+                errors.push(issue(
+                    id,
+                    format!("{base}/intents"),
+                    "missing_parameter",
+                    "The assistant needs at least one intent.".into(),
+                ));
             }
             let mut names = BTreeSet::new();
             for (i, intent) in a.intents.iter().enumerate() {
-                let reserved = ["escalate", "fallback_dtmf", "fallback_agent", "error"].contains(&intent.name.as_str());
+                let reserved = ["escalate", "fallback_dtmf", "fallback_agent", "error"]
+                    .contains(&intent.name.as_str());
                 if !is_valid_name(&intent.name) || reserved || !names.insert(intent.name.as_str()) {
-                    errors.push(issue(id, format!("{base}/intents/{i}/name"), "invalid_parameter", format!("Intent name \"{}\" is invalid, reserved or used twice.", intent.name)));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/intents/{i}/name"),
+                        "invalid_parameter",
+                        format!(
+                            "Intent name \"{}\" is invalid, reserved or used twice.",
+                            intent.name
+                        ),
+                    ));
                 }
                 if intent.examples.is_empty() && intent.description.trim().is_empty() {
-                    errors.push(issue(id, format!("{base}/intents/{i}/examples"), "missing_parameter", format!("Intent \"{}\" needs example phrases or a description.", intent.name)));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/intents/{i}/examples"),
+                        "missing_parameter",
+                        format!(
+                            "Intent \"{}\" needs example phrases or a description.",
+                            intent.name
+                        ),
+                    ));
                 }
             }
             for (i, e) in a.escalate_intents.iter().enumerate() {
                 if !names.contains(e.as_str()) {
-                    errors.push(issue(id, format!("{base}/escalate_intents/{i}"), "unknown_intent", format!("\"{e}\" is not one of this node's intents.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/escalate_intents/{i}"),
+                        "unknown_intent",
+                        format!("\"{e}\" is not one of this node's intents."),
+                    ));
                 }
             }
             if let Some(t) = a.confidence_threshold {
                 if !(0.0..=1.0).contains(&t) {
-                    errors.push(issue(id, format!("{base}/confidence_threshold"), "out_of_range", format!("The confidence threshold must be between 0 and 1; it is {t}.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/confidence_threshold"),
+                        "out_of_range",
+                        format!("The confidence threshold must be between 0 and 1; it is {t}."),
+                    ));
                 }
             }
             for key in a.dtmf.keys() {
                 if key.chars().count() != 1 || !key.chars().all(is_dtmf_key) {
-                    errors.push(issue(id, format!("{base}/dtmf/{key}"), "invalid_parameter", format!("\"{key}\" is not a phone key.")));
+                    errors.push(issue(
+                        id,
+                        format!("{base}/dtmf/{key}"),
+                        "invalid_parameter",
+                        format!("\"{key}\" is not a phone key."),
+                    ));
                 }
             }
-            if !node.edges.contains_key("fallback_dtmf") && !node.edges.contains_key("fallback_agent") {
+            if !node.edges.contains_key("fallback_dtmf")
+                && !node.edges.contains_key("fallback_agent")
+            {
                 errors.push(issue(id, format!("{base}/edges"), "missing_fallback", "Connect fallback_dtmf or fallback_agent, so a slow or failed assistant never leaves the caller in silence.".into()));
             }
         }
         NodeKind::Transfer(t) => {
             let target = t.target.trim();
             let templated = target.starts_with("${");
-            if !templated && !["sip:", "sips:", "tel:"].iter().any(|s| target.to_ascii_lowercase().starts_with(s)) {
-                errors.push(issue(id, format!("{base}/target"), "invalid_parameter", "The target must be a sip:, sips: or tel: address.".into()));
+            if !templated
+                && !["sip:", "sips:", "tel:"]
+                    .iter()
+                    .any(|s| target.to_ascii_lowercase().starts_with(s))
+            {
+                errors.push(issue(
+                    id,
+                    format!("{base}/target"),
+                    "invalid_parameter",
+                    "The target must be a sip:, sips: or tel: address.".into(),
+                ));
             }
             for name in t.headers.keys() {
-                if !(name.len() > 2 && name[..2].eq_ignore_ascii_case("x-") && valid_header_name(name)) {
-                    errors.push(issue(id, format!("{base}/headers/{name}"), "invalid_parameter", format!("Header \"{name}\" must be a valid name starting with X-.")));
+                if !(name.len() > 2
+                    && name[..2].eq_ignore_ascii_case("x-")
+                    && valid_header_name(name))
+                {
+                    errors.push(issue(
+                        id,
+                        format!("{base}/headers/{name}"),
+                        "invalid_parameter",
+                        format!("Header \"{name}\" must be a valid name starting with X-."),
+                    ));
                 }
             }
-            check_range(errors, id, "timeout_ms", t.timeout_ms, 1_000, 120_000, "The ring timeout");
+            check_range(
+                errors,
+                id,
+                "timeout_ms",
+                t.timeout_ms,
+                1_000,
+                120_000,
+                "The ring timeout",
+            );
         }
         NodeKind::Hangup(_) => {}
     }
 }
 
-fn check_prompt(id: &str, prompt: &Prompt, path: &str, ctx: &ValidationContext, errors: &mut Vec<Issue>) {
+fn check_prompt(
+    id: &str,
+    prompt: &Prompt,
+    path: &str,
+    ctx: &ValidationContext,
+    errors: &mut Vec<Issue>,
+) {
     match prompt {
-        Prompt::Say(text) if text.trim().is_empty() => {
-            errors.push(issue(id, format!("{path}/say"), "missing_parameter", "The prompt text is empty.".into()))
-        }
+        Prompt::Say(text) if text.trim().is_empty() => errors.push(issue(
+            id,
+            format!("{path}/say"),
+            "missing_parameter",
+            "The prompt text is empty.".into(),
+        )),
         Prompt::Say(_) => {}
         Prompt::Play(audio) => check_audio(id, audio, &format!("{path}/play"), ctx, errors),
     }
 }
 
-fn check_audio(id: &str, audio: &str, path: &str, ctx: &ValidationContext, errors: &mut Vec<Issue>) {
+fn check_audio(
+    id: &str,
+    audio: &str,
+    path: &str,
+    ctx: &ValidationContext,
+    errors: &mut Vec<Issue>,
+) {
     let audio = audio.trim();
     if audio.is_empty() {
-        errors.push(issue(id, path.to_string(), "missing_parameter", "Choose an audio file.".into()));
+        errors.push(issue(
+            id,
+            path.to_string(),
+            "missing_parameter",
+            "Choose an audio file.".into(),
+        ));
     } else if audio.contains("://") {
         check_http_url(id, audio, path, ctx, errors);
     } else if audio.starts_with('/') || audio.split(['/', '\\']).any(|part| part == "..") {
-        errors.push(issue(id, path.to_string(), "invalid_parameter", "Audio files are named relative to the tenant's prompt folder.".into()));
+        errors.push(issue(
+            id,
+            path.to_string(),
+            "invalid_parameter",
+            "Audio files are named relative to the tenant's prompt folder.".into(),
+        ));
     }
 }
 
-fn check_http_url(id: &str, url: &str, path: &str, ctx: &ValidationContext, errors: &mut Vec<Issue>) {
+fn check_http_url(
+    id: &str,
+    url: &str,
+    path: &str,
+    ctx: &ValidationContext,
+    errors: &mut Vec<Issue>,
+) {
     let Ok(t) = Template::parse(url) else { return };
     // Placeholders stand for values only a call knows; a variable in the
     // host part cannot be checked against the allow-list, so it is refused.
-    let probe: BTreeMap<String, serde_json::Value> = t.variables().map(|v| (v.to_string(), "voxgate-var".into())).collect();
+    let probe: BTreeMap<String, serde_json::Value> = t
+        .variables()
+        .map(|v| (v.to_string(), "voxgate-var".into()))
+        .collect();
     let rendered = t.render(&probe);
     let parsed = match url::Url::parse(&rendered) {
         Ok(u) => u,
         Err(e) => {
-            errors.push(issue(id, path.to_string(), "invalid_url", format!("This is not a valid URL: {e}.")));
+            errors.push(issue(
+                id,
+                path.to_string(),
+                "invalid_url",
+                format!("This is not a valid URL: {e}."),
+            ));
             return;
         }
     };
     if !matches!(parsed.scheme(), "http" | "https") {
-        errors.push(issue(id, path.to_string(), "invalid_url", "Only http and https addresses can be called.".into()));
+        errors.push(issue(
+            id,
+            path.to_string(),
+            "invalid_url",
+            "Only http and https addresses can be called.".into(),
+        ));
         return;
     }
     let host = match parsed.host() {
@@ -430,9 +725,19 @@ fn check_http_url(id: &str, url: &str, path: &str, ctx: &ValidationContext, erro
         None => String::new(),
     };
     if host.contains("voxgate-var") {
-        errors.push(issue(id, path.to_string(), "host_not_allowed", "The host part of the address cannot come from a variable.".into()));
+        errors.push(issue(
+            id,
+            path.to_string(),
+            "host_not_allowed",
+            "The host part of the address cannot come from a variable.".into(),
+        ));
     } else if let Err(why) = ctx.http.permits_host(&host) {
-        errors.push(issue(id, path.to_string(), "host_not_allowed", format!("This address cannot be called: {why}.")));
+        errors.push(issue(
+            id,
+            path.to_string(),
+            "host_not_allowed",
+            format!("This address cannot be called: {why}."),
+        ));
     }
 }
 
@@ -441,7 +746,12 @@ pub fn validate(flow: &Flow, ctx: &ValidationContext) -> Report {
     let mut report = Report::default();
     let errors = &mut report.errors;
     if flow.id.trim().is_empty() {
-        errors.push(Issue { node: None, path: "/id".into(), code: "missing_parameter", message: "The flow needs an id.".into() });
+        errors.push(Issue {
+            node: None,
+            path: "/id".into(),
+            code: "missing_parameter",
+            message: "The flow needs an id.".into(),
+        });
     }
     if !flow.nodes.contains_key(&flow.entry) {
         errors.push(Issue {
@@ -453,7 +763,12 @@ pub fn validate(flow: &Flow, ctx: &ValidationContext) -> Report {
     }
     for (id, node) in &flow.nodes {
         if !valid_node_id(id) {
-            errors.push(issue(id, format!("/nodes/{id}"), "invalid_id", "Step ids use letters, digits, - and _ (64 at most).".into()));
+            errors.push(issue(
+                id,
+                format!("/nodes/{id}"),
+                "invalid_id",
+                "Step ids use letters, digits, - and _ (64 at most).".into(),
+            ));
         }
         check_parameters(id, node, ctx, errors);
         let outcomes = node.kind.outcomes();
@@ -473,7 +788,10 @@ pub fn validate(flow: &Flow, ctx: &ValidationContext) -> Report {
                     id,
                     format!("/nodes/{id}/edges/{outcome}"),
                     "unknown_outcome",
-                    format!("A {} step has no outcome \"{outcome}\".", node.kind.type_name()),
+                    format!(
+                        "A {} step has no outcome \"{outcome}\".",
+                        node.kind.type_name()
+                    ),
                 ));
             }
             if !flow.nodes.contains_key(target) {
@@ -501,10 +819,14 @@ fn check_variables(flow: &Flow, errors: &mut Vec<Issue>) {
     }
     let mut work: Vec<&str> = may_set.keys().copied().collect();
     while let Some(id) = work.pop() {
-        let Some(node) = flow.nodes.get(id) else { continue };
+        let Some(node) = flow.nodes.get(id) else {
+            continue;
+        };
         let here = may_set.get(id).cloned().unwrap_or_default();
         for (outcome, target) in &node.edges {
-            let Some((target_id, _)) = flow.nodes.get_key_value(target) else { continue };
+            let Some((target_id, _)) = flow.nodes.get_key_value(target) else {
+                continue;
+            };
             let mut out = here.clone();
             out.extend(defined_by(node, outcome));
             let entry = may_set.entry(target_id.as_str()).or_default();
@@ -516,7 +838,9 @@ fn check_variables(flow: &Flow, errors: &mut Vec<Issue>) {
         }
     }
     for (id, node) in &flow.nodes {
-        let Some(available) = may_set.get(id.as_str()) else { continue };
+        let Some(available) = may_set.get(id.as_str()) else {
+            continue;
+        };
         for (var, path) in used_by(node, id, errors) {
             if !available.contains(&var) {
                 errors.push(issue(
@@ -539,7 +863,12 @@ fn check_busy_cycles(flow: &Flow, errors: &mut Vec<Issue>) {
         OnStack,
         Done,
     }
-    let busy: Vec<&str> = flow.nodes.iter().filter(|(_, n)| !n.kind.waits_for_caller()).map(|(id, _)| id.as_str()).collect();
+    let busy: Vec<&str> = flow
+        .nodes
+        .iter()
+        .filter(|(_, n)| !n.kind.waits_for_caller())
+        .map(|(id, _)| id.as_str())
+        .collect();
     let mut mark: BTreeMap<&str, Mark> = busy.iter().map(|id| (*id, Mark::New)).collect();
     let mut reported = BTreeSet::new();
     for start in &busy {
@@ -586,7 +915,13 @@ fn check_busy_cycles(flow: &Flow, errors: &mut Vec<Issue>) {
 fn successors<'a>(flow: &'a Flow, id: &str, busy: &BTreeMap<&str, impl Sized>) -> Vec<&'a str> {
     flow.nodes
         .get(id)
-        .map(|n| n.edges.values().filter_map(|t| flow.nodes.get_key_value(t).map(|(k, _)| k.as_str())).filter(|t| busy.contains_key(t)).collect())
+        .map(|n| {
+            n.edges
+                .values()
+                .filter_map(|t| flow.nodes.get_key_value(t).map(|(k, _)| k.as_str()))
+                .filter(|t| busy.contains_key(t))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -603,7 +938,12 @@ fn check_reachability(flow: &Flow, warnings: &mut Vec<Issue>) {
     }
     for id in flow.nodes.keys() {
         if !seen.contains(id.as_str()) {
-            warnings.push(issue(id, format!("/nodes/{id}"), "unreachable", "No path from the start reaches this step.".into()));
+            warnings.push(issue(
+                id,
+                format!("/nodes/{id}"),
+                "unreachable",
+                "No path from the start reaches this step.".into(),
+            ));
         }
     }
 }

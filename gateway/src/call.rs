@@ -112,9 +112,16 @@ pub enum PlaybackSource {
     /// A WAV file of any common format and rate; resampled to the call rate.
     Wav(PathBuf),
     /// Text spoken by espeak-ng.
-    Say { text: String, voice: Option<String>, rate_wpm: Option<u32> },
+    Say {
+        text: String,
+        voice: Option<String>,
+        rate_wpm: Option<u32>,
+    },
     /// PCM already at hand, at the stated rate.
-    Pcm { samples: Arc<[i16]>, sample_rate: u32 },
+    Pcm {
+        samples: Arc<[i16]>,
+        sample_rate: u32,
+    },
 }
 
 /// Identifies one playback on a call, in [`CallEvent::PlaybackFinished`].
@@ -125,12 +132,17 @@ pub type PlaybackId = u64;
 pub enum CallEvent {
     Dtmf(DtmfEvent),
     /// A playback reached its end (`stopped == false`) or was stopped.
-    PlaybackFinished { id: PlaybackId, stopped: bool },
+    PlaybackFinished {
+        id: PlaybackId,
+        stopped: bool,
+    },
     /// The caller put us on hold (re-INVITE sendonly/inactive) or resumed.
     Hold,
     Resume,
     /// The far end hung up, or the call was torn down. No more events follow.
-    Ended { reason: String },
+    Ended {
+        reason: String,
+    },
 }
 
 /// Blind (REFER) or bridged (B2BUA) transfer.
@@ -194,7 +206,10 @@ pub trait CallControl: Send + Sync + 'static {
     /// Frames of the caller's decoded audio, at [`CallInfo::sample_rate`].
     /// Each call replaces the previous subscriber.
     fn subscribe_audio(&self) -> mpsc::Receiver<AudioFrame>;
-    fn transfer(&self, request: TransferRequest) -> BoxFuture<'_, Result<TransferOutcome, TransferError>>;
+    fn transfer(
+        &self,
+        request: TransferRequest,
+    ) -> BoxFuture<'_, Result<TransferOutcome, TransferError>>;
     /// Sends BYE (or the right final response) and ends the call.
     fn hangup(&self);
 }
@@ -241,7 +256,9 @@ impl CallHandle {
         let mut digits = Vec::new();
         loop {
             match self.events.recv().await {
-                Some(CallEvent::PlaybackFinished { id: done, .. }) if done == id => return Ok(digits),
+                Some(CallEvent::PlaybackFinished { id: done, .. }) if done == id => {
+                    return Ok(digits)
+                }
                 Some(CallEvent::Dtmf(d)) => digits.push(d),
                 Some(CallEvent::Ended { .. }) | None => return Err(CallError::Ended),
                 Some(_) => {}
@@ -249,7 +266,10 @@ impl CallHandle {
         }
     }
 
-    pub async fn transfer(&self, request: TransferRequest) -> Result<TransferOutcome, TransferError> {
+    pub async fn transfer(
+        &self,
+        request: TransferRequest,
+    ) -> Result<TransferOutcome, TransferError> {
         self.control.transfer(request).await
     }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::call::{
-    BoxFuture, CallEvent, CallHandle, CallHandler, CallRouter, IncomingCall, PlaybackSource, RouteDecision,
+    BoxFuture, CallEvent, CallHandle, CallHandler, CallRouter, IncomingCall, PlaybackSource,
+    RouteDecision,
 };
 
 /// Settings of the demo.
@@ -20,7 +21,8 @@ pub struct DemoConfig {
 impl Default for DemoConfig {
     fn default() -> Self {
         Self {
-            greeting: "Welcome to voxgate. Press any key and I will tell you which one it was.".into(),
+            greeting: "Welcome to voxgate. Press any key and I will tell you which one it was."
+                .into(),
             quiet: Duration::from_secs(10),
         }
     }
@@ -33,7 +35,9 @@ pub struct DemoRouter {
 
 impl DemoRouter {
     pub fn new(cfg: DemoConfig) -> Self {
-        Self { handler: Arc::new(DemoHandler { cfg }) }
+        Self {
+            handler: Arc::new(DemoHandler { cfg }),
+        }
     }
 }
 
@@ -58,7 +62,11 @@ pub fn spoken_digit(digit: char) -> String {
 }
 
 fn say(text: String) -> PlaybackSource {
-    PlaybackSource::Say { text, voice: None, rate_wpm: None }
+    PlaybackSource::Say {
+        text,
+        voice: None,
+        rate_wpm: None,
+    }
 }
 
 impl DemoHandler {
@@ -92,7 +100,9 @@ impl DemoHandler {
 
 impl CallHandler for DemoHandler {
     fn handle(&self, call: CallHandle) -> BoxFuture<'static, ()> {
-        let me = DemoHandler { cfg: self.cfg.clone() };
+        let me = DemoHandler {
+            cfg: self.cfg.clone(),
+        };
         Box::pin(async move { me.run(call).await })
     }
 }
@@ -103,7 +113,8 @@ mod tests {
     use super::*;
     use crate::audio::AudioFrame;
     use crate::call::{
-        CallControl, CallError, CallInfo, PlaybackId, TransferError, TransferOutcome, TransferRequest,
+        CallControl, CallError, CallInfo, PlaybackId, TransferError, TransferOutcome,
+        TransferRequest,
     };
     use crate::dtmf::{DtmfEvent, DtmfSource};
     use std::sync::Mutex;
@@ -128,14 +139,20 @@ mod tests {
             }
             let mut n = self.next.lock().unwrap();
             *n += 1;
-            let _ = self.events.try_send(CallEvent::PlaybackFinished { id: *n, stopped: false });
+            let _ = self.events.try_send(CallEvent::PlaybackFinished {
+                id: *n,
+                stopped: false,
+            });
             Ok(*n)
         }
         fn stop_playback(&self) {}
         fn subscribe_audio(&self) -> mpsc::Receiver<AudioFrame> {
             mpsc::channel(1).1
         }
-        fn transfer(&self, _r: TransferRequest) -> BoxFuture<'_, Result<TransferOutcome, TransferError>> {
+        fn transfer(
+            &self,
+            _r: TransferRequest,
+        ) -> BoxFuture<'_, Result<TransferOutcome, TransferError>> {
             Box::pin(async { Err(TransferError::CallGone) })
         }
         fn hangup(&self) {
@@ -159,21 +176,37 @@ mod tests {
             codec: "PCMU",
             sample_rate: 8000,
         };
-        let fake = Arc::new(Fake { info, said: Mutex::new(vec![]), events: tx.clone(), hung_up: Mutex::new(false), next: Mutex::new(0) });
+        let fake = Arc::new(Fake {
+            info,
+            said: Mutex::new(vec![]),
+            events: tx.clone(),
+            hung_up: Mutex::new(false),
+            next: Mutex::new(0),
+        });
         let handle = CallHandle::new(fake.clone(), rx);
-        let cfg = DemoConfig { greeting: "hello".into(), quiet: Duration::from_millis(300) };
+        let cfg = DemoConfig {
+            greeting: "hello".into(),
+            quiet: Duration::from_millis(300),
+        };
         let handler = DemoHandler { cfg };
         let digits = tokio::spawn(async move {
             for d in ['5', '#'] {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                tx.send(CallEvent::Dtmf(DtmfEvent { digit: d, duration: Duration::from_millis(100), source: DtmfSource::Rfc4733 }))
-                    .await
-                    .unwrap();
+                tx.send(CallEvent::Dtmf(DtmfEvent {
+                    digit: d,
+                    duration: Duration::from_millis(100),
+                    source: DtmfSource::Rfc4733,
+                }))
+                .await
+                .unwrap();
             }
         });
         handler.run(handle).await;
         digits.await.unwrap();
-        assert_eq!(*fake.said.lock().unwrap(), ["hello", "you pressed 5", "you pressed pound", "Goodbye."]);
+        assert_eq!(
+            *fake.said.lock().unwrap(),
+            ["hello", "you pressed 5", "you pressed pound", "Goodbye."]
+        );
         assert!(*fake.hung_up.lock().unwrap());
     }
 }

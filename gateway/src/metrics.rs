@@ -97,17 +97,61 @@ impl Metrics {
         let mut r = Registry::with_prefix("voxgate");
         r.register("calls_active", "Calls in progress", m.calls_active.clone());
         r.register("calls", "Calls by outcome", m.calls_total.clone());
-        r.register("sip_requests", "SIP requests received by method", m.sip_requests_total.clone());
-        r.register("sip_responses", "SIP responses sent by status", m.sip_responses_total.clone());
-        r.register("sip_dropped", "SIP messages dropped unanswered", m.sip_dropped_total.clone());
-        r.register("sip_rate_limited", "INVITEs refused by the rate limit", m.sip_rate_limited_total.clone());
-        r.register("rtp_packets_rx", "RTP packets received", m.rtp_packets_rx_total.clone());
-        r.register("rtp_packets_tx", "RTP packets sent", m.rtp_packets_tx_total.clone());
-        r.register("rtp_packets_lost", "RTP packets lost (sequence gaps)", m.rtp_packets_lost_total.clone());
-        r.register("rtp_dropped", "RTP datagrams dropped", m.rtp_dropped_total.clone());
-        r.register("rtp_jitter_ms", "RTP interarrival jitter in ms", m.rtp_jitter_ms.clone());
-        r.register("rtp_pacing_jitter_ms", "Outbound RTP lateness against schedule in ms", m.rtp_pacing_jitter_ms.clone());
-        r.register("dtmf_digits", "DTMF digits detected", m.dtmf_digits_total.clone());
+        r.register(
+            "sip_requests",
+            "SIP requests received by method",
+            m.sip_requests_total.clone(),
+        );
+        r.register(
+            "sip_responses",
+            "SIP responses sent by status",
+            m.sip_responses_total.clone(),
+        );
+        r.register(
+            "sip_dropped",
+            "SIP messages dropped unanswered",
+            m.sip_dropped_total.clone(),
+        );
+        r.register(
+            "sip_rate_limited",
+            "INVITEs refused by the rate limit",
+            m.sip_rate_limited_total.clone(),
+        );
+        r.register(
+            "rtp_packets_rx",
+            "RTP packets received",
+            m.rtp_packets_rx_total.clone(),
+        );
+        r.register(
+            "rtp_packets_tx",
+            "RTP packets sent",
+            m.rtp_packets_tx_total.clone(),
+        );
+        r.register(
+            "rtp_packets_lost",
+            "RTP packets lost (sequence gaps)",
+            m.rtp_packets_lost_total.clone(),
+        );
+        r.register(
+            "rtp_dropped",
+            "RTP datagrams dropped",
+            m.rtp_dropped_total.clone(),
+        );
+        r.register(
+            "rtp_jitter_ms",
+            "RTP interarrival jitter in ms",
+            m.rtp_jitter_ms.clone(),
+        );
+        r.register(
+            "rtp_pacing_jitter_ms",
+            "Outbound RTP lateness against schedule in ms",
+            m.rtp_pacing_jitter_ms.clone(),
+        );
+        r.register(
+            "dtmf_digits",
+            "DTMF digits detected",
+            m.dtmf_digits_total.clone(),
+        );
         Self { registry: r, ..m }
     }
 

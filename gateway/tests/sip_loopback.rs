@@ -43,7 +43,10 @@ struct Router {
 impl CallRouter for Router {
     fn route(&self, call: &IncomingCall) -> RouteDecision {
         if call.did == "404" {
-            RouteDecision::Reject { status: 404, reason: "No such number".into() }
+            RouteDecision::Reject {
+                status: 404,
+                reason: "No such number".into(),
+            }
         } else {
             RouteDecision::Answer(self.handler.clone())
         }
@@ -68,11 +71,18 @@ async fn start(ringing: RingingConfig) -> Harness {
     cfg.ringing = ringing;
     cfg.drain_timeout = Duration::from_secs(2);
     let (tx, events) = mpsc::unbounded_channel();
-    let router = Arc::new(Router { handler: Arc::new(Recorder { events: tx }) });
+    let router = Arc::new(Router {
+        handler: Arc::new(Recorder { events: tx }),
+    });
     let server = Server::start(cfg, router).await.expect("server starts");
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    Harness { server, sock, events, rtp }
+    Harness {
+        server,
+        sock,
+        events,
+        rtp,
+    }
 }
 
 impl Harness {
@@ -81,7 +91,10 @@ impl Harness {
     }
 
     async fn send(&self, text: &str) {
-        self.sock.send_to(text.as_bytes(), self.server.local_addr()).await.unwrap();
+        self.sock
+            .send_to(text.as_bytes(), self.server.local_addr())
+            .await
+            .unwrap();
     }
 
     /// The next SIP message we get, or panics after 3 s.
@@ -115,13 +128,26 @@ impl Harness {
         )
     }
 
-    fn request(&self, method: &str, uri: &str, call_id: &str, cseq: u32, to_tag: Option<&str>, extra: &str, body: &str) -> String {
+    fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        call_id: &str,
+        cseq: u32,
+        to_tag: Option<&str>,
+        extra: &str,
+        body: &str,
+    ) -> String {
         let me = self.me();
         let to = match to_tag {
             Some(t) => format!("<{uri}>;tag={t}"),
             None => format!("<{uri}>"),
         };
-        let ct = if body.is_empty() { String::new() } else { "Content-Type: application/sdp\r\n".into() };
+        let ct = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".into()
+        };
         // CANCEL shares the INVITE's branch (RFC 3261 §9.1).
         let branch_method = if method == "CANCEL" { "INVITE" } else { method };
         let branch = format!("z9hG4bK-{call_id}-{cseq}-{branch_method}");
@@ -143,18 +169,29 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 
 fn to_tag(msg: &str) -> String {
     let to = header(msg, "To").expect("To");
-    to.split(";tag=").nth(1).expect("a To tag").split(';').next().unwrap().to_string()
+    to.split(";tag=")
+        .nth(1)
+        .expect("a To tag")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
 async fn options_gets_200_with_allow_and_accept() {
     let h = start(RingingConfig::default()).await;
     let uri = format!("sip:{}", h.server.local_addr());
-    h.send(&h.request("OPTIONS", &uri, "opt1", 1, None, "", "")).await;
+    h.send(&h.request("OPTIONS", &uri, "opt1", 1, None, "", ""))
+        .await;
     let r = h.expect(200).await;
     assert!(header(&r, "Allow").unwrap().contains("INVITE"), "{r}");
     assert_eq!(header(&r, "Accept"), Some("application/sdp"));
-    assert!(header(&r, "Via").unwrap().contains("received=") || header(&r, "Via").unwrap().contains("rport="), "{r}");
+    assert!(
+        header(&r, "Via").unwrap().contains("received=")
+            || header(&r, "Via").unwrap().contains("rport="),
+        "{r}"
+    );
     h.server.shutdown().await;
 }
 
@@ -163,7 +200,8 @@ async fn invite_ack_bye() {
     let mut h = start(RingingConfig::default()).await;
     let uri = format!("sip:100@{}", h.server.local_addr());
     let offer = h.offer("0 101");
-    h.send(&h.request("INVITE", &uri, "call1", 1, None, "", &offer)).await;
+    h.send(&h.request("INVITE", &uri, "call1", 1, None, "", &offer))
+        .await;
     assert!(h.recv().await.starts_with("SIP/2.0 100 "));
     assert!(h.recv().await.starts_with("SIP/2.0 180 "));
     let ok = h.expect(200).await;
@@ -172,16 +210,26 @@ async fn invite_ack_bye() {
     assert!(header(&ok, "Contact").is_some());
     let tag = to_tag(&ok);
     assert_eq!(h.server.active_calls(), 1);
-    h.send(&h.request("ACK", &uri, "call1", 1, Some(&tag), "", "")).await;
+    h.send(&h.request("ACK", &uri, "call1", 1, Some(&tag), "", ""))
+        .await;
     // The server streams RTP to the address of our offer once answered.
     let mut buf = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(2), h.rtp.recv_from(&mut buf)).await.expect("RTP").unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(2), h.rtp.recv_from(&mut buf))
+        .await
+        .expect("RTP")
+        .unwrap();
     assert!(n >= 12 && buf[0] >> 6 == 2, "an RTP packet");
     // INFO DTMF in the dialog.
     let info_body = "Signal=5\r\nDuration=160\r\n";
     let info = h
         .request("INFO", &uri, "call1", 2, Some(&tag), "", "")
-        .replace("Content-Length: 0\r\n\r\n", &format!("Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{info_body}", info_body.len()));
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{info_body}",
+                info_body.len()
+            ),
+        );
     h.send(&info).await;
     h.expect(200).await;
     let dtmf = tokio::time::timeout(Duration::from_secs(2), async {
@@ -194,7 +242,8 @@ async fn invite_ack_bye() {
     .await
     .expect("a DTMF event");
     assert_eq!(dtmf, '5');
-    h.send(&h.request("BYE", &uri, "call1", 3, Some(&tag), "", "")).await;
+    h.send(&h.request("BYE", &uri, "call1", 3, Some(&tag), "", ""))
+        .await;
     h.expect(200).await;
     let ended = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -212,18 +261,26 @@ async fn invite_ack_bye() {
 
 #[tokio::test]
 async fn reinvite_hold_then_resume() {
-    let mut h = start(RingingConfig { enabled: false, delay: Duration::ZERO }).await;
+    let mut h = start(RingingConfig {
+        enabled: false,
+        delay: Duration::ZERO,
+    })
+    .await;
     let uri = format!("sip:100@{}", h.server.local_addr());
-    h.send(&h.request("INVITE", &uri, "hold1", 1, None, "", &h.offer("8 101"))).await;
+    h.send(&h.request("INVITE", &uri, "hold1", 1, None, "", &h.offer("8 101")))
+        .await;
     let ok = h.expect(200).await;
     assert!(ok.contains("RTP/AVP 8"), "PCMA chosen: {ok}");
     let tag = to_tag(&ok);
-    h.send(&h.request("ACK", &uri, "hold1", 1, Some(&tag), "", "")).await;
+    h.send(&h.request("ACK", &uri, "hold1", 1, Some(&tag), "", ""))
+        .await;
     let held = h.offer("8 101").replace("a=sendrecv", "a=sendonly");
-    h.send(&h.request("INVITE", &uri, "hold1", 2, Some(&tag), "", &held)).await;
+    h.send(&h.request("INVITE", &uri, "hold1", 2, Some(&tag), "", &held))
+        .await;
     let ok2 = h.expect(200).await;
     assert!(ok2.contains("a=recvonly"), "{ok2}");
-    h.send(&h.request("ACK", &uri, "hold1", 2, Some(&tag), "", "")).await;
+    h.send(&h.request("ACK", &uri, "hold1", 2, Some(&tag), "", ""))
+        .await;
     let got_hold = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
             if let Some(CallEvent::Hold) = h.events.recv().await {
@@ -233,47 +290,83 @@ async fn reinvite_hold_then_resume() {
     })
     .await;
     assert!(got_hold.is_ok(), "Hold event");
-    h.send(&h.request("INVITE", &uri, "hold1", 3, Some(&tag), "", &h.offer("0 101"))).await;
+    h.send(&h.request(
+        "INVITE",
+        &uri,
+        "hold1",
+        3,
+        Some(&tag),
+        "",
+        &h.offer("0 101"),
+    ))
+    .await;
     let ok3 = h.expect(200).await;
     assert!(ok3.contains("RTP/AVP 0"), "codec change to PCMU: {ok3}");
-    h.send(&h.request("ACK", &uri, "hold1", 3, Some(&tag), "", "")).await;
-    h.send(&h.request("BYE", &uri, "hold1", 4, Some(&tag), "", "")).await;
+    h.send(&h.request("ACK", &uri, "hold1", 3, Some(&tag), "", ""))
+        .await;
+    h.send(&h.request("BYE", &uri, "hold1", 4, Some(&tag), "", ""))
+        .await;
     h.expect(200).await;
     h.server.shutdown().await;
 }
 
 #[tokio::test]
 async fn late_offer_gets_our_offer_and_takes_the_answer_in_ack() {
-    let h = start(RingingConfig { enabled: false, delay: Duration::ZERO }).await;
+    let h = start(RingingConfig {
+        enabled: false,
+        delay: Duration::ZERO,
+    })
+    .await;
     let uri = format!("sip:100@{}", h.server.local_addr());
-    h.send(&h.request("INVITE", &uri, "late1", 1, None, "", "")).await;
+    h.send(&h.request("INVITE", &uri, "late1", 1, None, "", ""))
+        .await;
     let ok = h.expect(200).await;
-    assert!(ok.contains("m=audio ") && header(&ok, "Content-Type") == Some("application/sdp"), "{ok}");
+    assert!(
+        ok.contains("m=audio ") && header(&ok, "Content-Type") == Some("application/sdp"),
+        "{ok}"
+    );
     let tag = to_tag(&ok);
     let answer = h.offer("0 101");
-    h.send(&h.request("ACK", &uri, "late1", 1, Some(&tag), "", &answer)).await;
+    h.send(&h.request("ACK", &uri, "late1", 1, Some(&tag), "", &answer))
+        .await;
     let mut buf = [0u8; 2048];
     let got = tokio::time::timeout(Duration::from_secs(2), h.rtp.recv_from(&mut buf)).await;
     assert!(got.is_ok(), "RTP flows after the ACK's answer");
-    h.send(&h.request("BYE", &uri, "late1", 2, Some(&tag), "", "")).await;
+    h.send(&h.request("BYE", &uri, "late1", 2, Some(&tag), "", ""))
+        .await;
     h.expect(200).await;
     h.server.shutdown().await;
 }
 
 #[tokio::test]
 async fn cancel_gets_487() {
-    let h = start(RingingConfig { enabled: true, delay: Duration::from_secs(10) }).await;
+    let h = start(RingingConfig {
+        enabled: true,
+        delay: Duration::from_secs(10),
+    })
+    .await;
     let uri = format!("sip:100@{}", h.server.local_addr());
-    h.send(&h.request("INVITE", &uri, "cancel1", 1, None, "", &h.offer("0"))).await;
+    h.send(&h.request("INVITE", &uri, "cancel1", 1, None, "", &h.offer("0")))
+        .await;
     h.expect(180).await;
-    h.send(&h.request("CANCEL", &uri, "cancel1", 1, None, "", "")).await;
+    h.send(&h.request("CANCEL", &uri, "cancel1", 1, None, "", ""))
+        .await;
     let mut statuses = Vec::new();
     for _ in 0..2 {
         let m = h.recv().await;
-        statuses.push((m[8..11].to_string(), header(&m, "CSeq").unwrap_or_default().to_string()));
+        statuses.push((
+            m[8..11].to_string(),
+            header(&m, "CSeq").unwrap_or_default().to_string(),
+        ));
     }
-    assert!(statuses.contains(&("200".into(), "1 CANCEL".into())), "{statuses:?}");
-    assert!(statuses.contains(&("487".into(), "1 INVITE".into())), "{statuses:?}");
+    assert!(
+        statuses.contains(&("200".into(), "1 CANCEL".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("487".into(), "1 INVITE".into())),
+        "{statuses:?}"
+    );
     h.server.shutdown().await;
 }
 
@@ -281,7 +374,8 @@ async fn cancel_gets_487() {
 async fn unknown_dialog_gets_481() {
     let h = start(RingingConfig::default()).await;
     let uri = format!("sip:100@{}", h.server.local_addr());
-    h.send(&h.request("BYE", &uri, "nodialog", 5, Some("nosuchtag"), "", "")).await;
+    h.send(&h.request("BYE", &uri, "nodialog", 5, Some("nosuchtag"), "", ""))
+        .await;
     h.expect(481).await;
     h.server.shutdown().await;
 }
@@ -290,10 +384,12 @@ async fn unknown_dialog_gets_481() {
 async fn unsupported_methods_get_405_or_501() {
     let h = start(RingingConfig::default()).await;
     let uri = format!("sip:{}", h.server.local_addr());
-    h.send(&h.request("REGISTER", &uri, "reg1", 1, None, "", "")).await;
+    h.send(&h.request("REGISTER", &uri, "reg1", 1, None, "", ""))
+        .await;
     let r = h.expect(405).await;
     assert!(header(&r, "Allow").is_some());
-    h.send(&h.request("FROBNICATE", &uri, "frob1", 1, None, "", "")).await;
+    h.send(&h.request("FROBNICATE", &uri, "frob1", 1, None, "", ""))
+        .await;
     h.expect(501).await;
     h.server.shutdown().await;
 }
@@ -303,7 +399,15 @@ async fn max_forwards_zero_for_elsewhere_gets_483() {
     let h = start(RingingConfig::default()).await;
     // The URI names another host; nothing is sent there, it is only text.
     let req = h
-        .request("INVITE", "sip:100@elsewhere.invalid", "mf1", 1, None, "", &h.offer("0"))
+        .request(
+            "INVITE",
+            "sip:100@elsewhere.invalid",
+            "mf1",
+            1,
+            None,
+            "",
+            &h.offer("0"),
+        )
         .replace("Max-Forwards: 70", "Max-Forwards: 0");
     h.send(&req).await;
     h.expect(483).await;
@@ -314,10 +418,15 @@ async fn max_forwards_zero_for_elsewhere_gets_483() {
 async fn malformed_request_gets_400_with_reason() {
     let h = start(RingingConfig::default()).await;
     let uri = format!("sip:100@{}", h.server.local_addr());
-    let bad = h.request("OPTIONS", &uri, "bad1", 1, None, "", "").replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
+    let bad = h
+        .request("OPTIONS", &uri, "bad1", 1, None, "", "")
+        .replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
     h.send(&bad).await;
     let r = h.recv().await;
-    assert!(r.starts_with("SIP/2.0 400 CSeq Method Does Not Match"), "{r}");
+    assert!(
+        r.starts_with("SIP/2.0 400 CSeq Method Does Not Match"),
+        "{r}"
+    );
     h.server.shutdown().await;
 }
 
@@ -325,24 +434,33 @@ async fn malformed_request_gets_400_with_reason() {
 async fn no_common_codec_gets_488_and_router_rejects_404() {
     let h = start(RingingConfig::default()).await;
     let uri = format!("sip:100@{}", h.server.local_addr());
-    h.send(&h.request("INVITE", &uri, "g729", 1, None, "", &h.offer("18"))).await;
+    h.send(&h.request("INVITE", &uri, "g729", 1, None, "", &h.offer("18")))
+        .await;
     h.expect(488).await;
     let uri404 = format!("sip:404@{}", h.server.local_addr());
-    h.send(&h.request("INVITE", &uri404, "r404", 1, None, "", &h.offer("0"))).await;
+    h.send(&h.request("INVITE", &uri404, "r404", 1, None, "", &h.offer("0")))
+        .await;
     h.expect(404).await;
     h.server.shutdown().await;
 }
 
 #[tokio::test]
 async fn draining_refuses_new_calls_with_503_and_ends_calls_with_bye() {
-    let h = start(RingingConfig { enabled: false, delay: Duration::ZERO }).await;
+    let h = start(RingingConfig {
+        enabled: false,
+        delay: Duration::ZERO,
+    })
+    .await;
     let uri = format!("sip:100@{}", h.server.local_addr());
-    h.send(&h.request("INVITE", &uri, "d1", 1, None, "", &h.offer("0"))).await;
+    h.send(&h.request("INVITE", &uri, "d1", 1, None, "", &h.offer("0")))
+        .await;
     let ok = h.expect(200).await;
     let tag = to_tag(&ok);
-    h.send(&h.request("ACK", &uri, "d1", 1, Some(&tag), "", "")).await;
+    h.send(&h.request("ACK", &uri, "d1", 1, Some(&tag), "", ""))
+        .await;
     h.server.begin_drain();
-    h.send(&h.request("INVITE", &uri, "d2", 1, None, "", &h.offer("0"))).await;
+    h.send(&h.request("INVITE", &uri, "d2", 1, None, "", &h.offer("0")))
+        .await;
     let r = h.expect(503).await;
     assert!(header(&r, "Retry-After").is_some(), "{r}");
     // After the 2 s drain timeout the live call gets a BYE.
@@ -373,7 +491,10 @@ async fn options_over_tcp_on_the_same_port() {
     );
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await.expect("TCP answer").unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf))
+        .await
+        .expect("TCP answer")
+        .unwrap();
     let r = String::from_utf8_lossy(&buf[..n]);
     assert!(r.starts_with("SIP/2.0 200 "), "{r}");
     h.server.shutdown().await;

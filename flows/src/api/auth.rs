@@ -57,28 +57,51 @@ impl Principal {
     /// Checks access to a tenant and returns it. Another tenant's key gets
     /// 404 (before any role check, so 403 never confirms a tenant exists);
     /// an operator key naming no tenant gets 404 too.
-    pub(super) async fn tenant(&self, state: &ApiState, tenant: &str, access: Access) -> Result<Tenant, ApiError> {
+    pub(super) async fn tenant(
+        &self,
+        state: &ApiState,
+        tenant: &str,
+        access: Access,
+    ) -> Result<Tenant, ApiError> {
         if !self.key.role.is_operator() && self.key.tenant.as_deref() != Some(tenant) {
             return Err(ApiError::NotFound("tenant"));
         }
         if !self.may(access) {
             return Err(ApiError::Forbidden);
         }
-        state.store().get_tenant(tenant).await?.ok_or(ApiError::NotFound("tenant"))
+        state
+            .store()
+            .get_tenant(tenant)
+            .await?
+            .ok_or(ApiError::NotFound("tenant"))
     }
 }
 
 impl FromRequestParts<ApiState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
-        let (scheme, token) = header.trim().split_once(' ').ok_or(ApiError::Unauthorized)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let (scheme, token) = header
+            .trim()
+            .split_once(' ')
+            .ok_or(ApiError::Unauthorized)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::Unauthorized);
         }
         let (id, secret) = keys::parse(token.trim()).ok_or(ApiError::Unauthorized)?;
-        let (key, hash) = state.store().get_key(id).await?.ok_or(ApiError::Unauthorized)?;
+        let (key, hash) = state
+            .store()
+            .get_key(id)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         if !keys::verify(secret, &hash) || key.revoked_at.is_some() {
             return Err(ApiError::Unauthorized);
         }

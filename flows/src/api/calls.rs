@@ -41,14 +41,26 @@ pub(super) async fn put_number(
     JsonBody(body): JsonBody<NumberBody>,
 ) -> Result<Json<Number>, ApiError> {
     who.tenant(&state, &tenant, Access::Edit).await?;
-    let did = normalize_did(&did)
-        .ok_or_else(|| ApiError::Unprocessable("a number is an optional + and 1-32 digits".into()))?;
+    let did = normalize_did(&did).ok_or_else(|| {
+        ApiError::Unprocessable("a number is an optional + and 1-32 digits".into())
+    })?;
     let _routing = state.inner.routing.lock().await;
-    let number = match state.store().put_number(&tenant, &did, &body.flow_id, &who.actor(), state.now()).await {
-        Err(StoreError::NotFound) => return Err(ApiError::Unprocessable(format!("this tenant has no flow \"{}\"", body.flow_id))),
+    let number = match state
+        .store()
+        .put_number(&tenant, &did, &body.flow_id, &who.actor(), state.now())
+        .await
+    {
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::Unprocessable(format!(
+                "this tenant has no flow \"{}\"",
+                body.flow_id
+            )))
+        }
         other => other?,
     };
-    state.live().set_number(&number.did, &tenant, &number.flow_id);
+    state
+        .live()
+        .set_number(&number.did, &tenant, &number.flow_id);
     Ok(Json(number))
 }
 
@@ -61,7 +73,11 @@ pub(super) async fn delete_number(
     who.tenant(&state, &tenant, Access::Edit).await?;
     let did = did_or_404(&did)?;
     let _routing = state.inner.routing.lock().await;
-    match state.store().delete_number(&tenant, &did, &who.actor(), state.now()).await {
+    match state
+        .store()
+        .delete_number(&tenant, &did, &who.actor(), state.now())
+        .await
+    {
         Err(StoreError::NotFound) => return Err(ApiError::NotFound("number")),
         other => other?,
     }
@@ -92,12 +108,24 @@ pub(super) async fn list_calls(
 ) -> Result<Json<CallPage>, ApiError> {
     who.tenant(&state, &tenant, Access::Read).await?;
     let did = match q.did.as_deref() {
-        Some(raw) => Some(normalize_did(raw).ok_or_else(|| ApiError::BadRequest("did is not a phone number".into()))?),
+        Some(raw) => Some(
+            normalize_did(raw)
+                .ok_or_else(|| ApiError::BadRequest("did is not a phone number".into()))?,
+        ),
         None => None,
     };
-    let page = PageRequest { limit: q.limit.unwrap_or(0), cursor: q.cursor };
-    let page = state.store().list_calls(&tenant, did.as_deref(), &page).await?;
-    Ok(Json(CallPage { items: page.items, next: page.next }))
+    let page = PageRequest {
+        limit: q.limit.unwrap_or(0),
+        cursor: q.cursor,
+    };
+    let page = state
+        .store()
+        .list_calls(&tenant, did.as_deref(), &page)
+        .await?;
+    Ok(Json(CallPage {
+        items: page.items,
+        next: page.next,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/calls/{call}", tag = "calls", responses((status = 200, body = CallRecord)))]
@@ -107,5 +135,11 @@ pub(super) async fn get_call(
     Path((tenant, call)): Path<(String, String)>,
 ) -> Result<Json<CallRecord>, ApiError> {
     who.tenant(&state, &tenant, Access::Read).await?;
-    Ok(Json(state.store().get_call(&tenant, &call).await?.ok_or(ApiError::NotFound("call"))?))
+    Ok(Json(
+        state
+            .store()
+            .get_call(&tenant, &call)
+            .await?
+            .ok_or(ApiError::NotFound("call"))?,
+    ))
 }

@@ -84,12 +84,25 @@ pub fn diff(from: &Value, to: &Value) -> FlowDiff {
         }
         let (x, y) = (object(Some(before)), object(Some(after)));
         let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-        let fields: Vec<String> = keys.into_iter().filter(|k| x.get(*k) != y.get(*k)).cloned().collect();
+        let fields: Vec<String> = keys
+            .into_iter()
+            .filter(|k| x.get(*k) != y.get(*k))
+            .cloned()
+            .collect();
         let (ex, ey) = (object(x.get("edges")), object(y.get("edges")));
         let outcomes: BTreeSet<&String> = ex.keys().chain(ey.keys()).collect();
-        let edges = outcomes.into_iter().filter(|o| ex.get(*o) != ey.get(*o)).cloned().collect();
+        let edges = outcomes
+            .into_iter()
+            .filter(|o| ex.get(*o) != ey.get(*o))
+            .cloned()
+            .collect();
         let layout_only = fields.iter().all(|f| LAYOUT_FIELDS.contains(&f.as_str()));
-        out.nodes_changed.push(NodeChange { id: id.clone(), fields, edges, layout_only });
+        out.nodes_changed.push(NodeChange {
+            id: id.clone(),
+            fields,
+            edges,
+            layout_only,
+        });
     }
     out
 }
@@ -110,7 +123,13 @@ mod tests {
             "menu": {"type": "hangup"},
             "bye": {"type": "hangup", "position": {"x": 5, "y": 1}}}});
         let d = diff(&a, &b);
-        assert_eq!(d.entry, Some(Change { from: json!("hello"), to: json!("menu") }));
+        assert_eq!(
+            d.entry,
+            Some(Change {
+                from: json!("hello"),
+                to: json!("menu")
+            })
+        );
         assert_eq!(d.name, None);
         assert_eq!(d.nodes_added, ["menu"]);
         assert_eq!(d.nodes_removed, ["old"]);
@@ -126,8 +145,10 @@ mod tests {
 
     #[test]
     fn a_layout_move_does_not_change_behaviour() {
-        let a = json!({"entry": "a", "nodes": {"a": {"type": "hangup", "position": {"x": 0, "y": 0}}}});
-        let b = json!({"entry": "a", "nodes": {"a": {"type": "hangup", "position": {"x": 9, "y": 0}}}});
+        let a =
+            json!({"entry": "a", "nodes": {"a": {"type": "hangup", "position": {"x": 0, "y": 0}}}});
+        let b =
+            json!({"entry": "a", "nodes": {"a": {"type": "hangup", "position": {"x": 9, "y": 0}}}});
         assert!(!diff(&a, &b).changes_behaviour());
         assert_eq!(diff(&a, &a), FlowDiff::default());
     }

@@ -48,20 +48,29 @@ pub(super) struct PageQuery {
 
 impl PageQuery {
     pub fn request(&self) -> PageRequest {
-        PageRequest { limit: self.limit.unwrap_or(0), cursor: self.cursor.clone() }
+        PageRequest {
+            limit: self.limit.unwrap_or(0),
+            cursor: self.cursor.clone(),
+        }
     }
 }
 
 /// The ETag of `If-Match` without quotes (or `*`), `None` when absent.
 pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let value = value.to_str().map_err(|_| ApiError::BadRequest("If-Match is not text".into()))?.trim();
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-Match is not text".into()))?
+        .trim();
     let value = value.strip_prefix("W/").unwrap_or(value);
     Ok(Some(value.trim_matches('"').to_string()))
 }
 
 /// An `ETag` header value for a stored ETag.
 pub(super) fn etag_header(etag: &str) -> [(header::HeaderName, HeaderValue); 1] {
-    let value = HeaderValue::from_str(&format!("\"{etag}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    let value = HeaderValue::from_str(&format!("\"{etag}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     [(header::ETAG, value)]
 }

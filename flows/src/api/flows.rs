@@ -22,7 +22,11 @@ use crate::validate::{validate as run_validation, Issue, Report, ValidationConte
 
 /// A flow id: 1–64 of letters, digits, `_` and `-`.
 fn valid_flow_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn pointer_of(path: &serde_path_to_error::Path) -> String {
@@ -31,7 +35,9 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
     for segment in path.iter() {
         match segment {
             Segment::Seq { index } => out.push_str(&format!("/{index}")),
-            Segment::Map { key } => out.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1"))),
+            Segment::Map { key } => {
+                out.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1")))
+            }
             Segment::Enum { .. } | Segment::Unknown => {}
         }
     }
@@ -41,21 +47,53 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
 /// Reads a document as a flow and validates it: a document that is not a
 /// flow at all, or whose `id` is not the flow's, is reported like any other
 /// validation error so editors show it the same way.
-pub(super) fn check_document(flow_id: &str, document: &Value, ctx: &ValidationContext) -> (Option<Flow>, Report) {
+pub(super) fn check_document(
+    flow_id: &str,
+    document: &Value,
+    ctx: &ValidationContext,
+) -> (Option<Flow>, Report) {
     let flow: Flow = match serde_path_to_error::deserialize(document) {
         Ok(flow) => flow,
         Err(e) => {
             let path = pointer_of(e.path());
-            let node = path.strip_prefix("/nodes/").and_then(|rest| rest.split('/').next()).map(String::from);
+            let node = path
+                .strip_prefix("/nodes/")
+                .and_then(|rest| rest.split('/').next())
+                .map(String::from);
             let message = format!("This is not a valid flow document: {}.", e.inner());
-            let issue = Issue { node, path, code: "invalid_document", message };
-            return (None, Report { errors: vec![issue], warnings: vec![] });
+            let issue = Issue {
+                node,
+                path,
+                code: "invalid_document",
+                message,
+            };
+            return (
+                None,
+                Report {
+                    errors: vec![issue],
+                    warnings: vec![],
+                },
+            );
         }
     };
     if flow.id != flow_id {
-        let message = format!("The document's id is \"{}\" but this flow is \"{flow_id}\".", flow.id);
-        let issue = Issue { node: None, path: "/id".into(), code: "id_mismatch", message };
-        return (None, Report { errors: vec![issue], warnings: vec![] });
+        let message = format!(
+            "The document's id is \"{}\" but this flow is \"{flow_id}\".",
+            flow.id
+        );
+        let issue = Issue {
+            node: None,
+            path: "/id".into(),
+            code: "id_mismatch",
+            message,
+        };
+        return (
+            None,
+            Report {
+                errors: vec![issue],
+                warnings: vec![],
+            },
+        );
     }
     let report = run_validation(&flow, ctx);
     (Some(flow), report)
@@ -66,7 +104,8 @@ fn optional_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiEr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
 }
 
 /// A flow's draft with its status.
@@ -113,7 +152,10 @@ pub(super) async fn list(
 ) -> Result<Json<FlowPage>, ApiError> {
     who.tenant(&state, &tenant, Access::Read).await?;
     let page = state.store().list_flows(&tenant, &page.request()).await?;
-    Ok(Json(FlowPage { items: page.items, next: page.next }))
+    Ok(Json(FlowPage {
+        items: page.items,
+        next: page.next,
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/flows", tag = "flows",
@@ -126,13 +168,28 @@ pub(super) async fn create(
     JsonBody(document): JsonBody<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     who.tenant(&state, &tenant, Access::Edit).await?;
-    let flow_id = document.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let flow_id = document
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if !document.is_object() || !valid_flow_id(&flow_id) {
-        return Err(ApiError::Unprocessable("the document needs an \"id\" of 1-64 letters, digits, _ or -".into()));
+        return Err(ApiError::Unprocessable(
+            "the document needs an \"id\" of 1-64 letters, digits, _ or -".into(),
+        ));
     }
-    let draft = state.store().create_draft(&tenant, &flow_id, &document, &who.actor(), state.now()).await?;
+    let draft = state
+        .store()
+        .create_draft(&tenant, &flow_id, &document, &who.actor(), state.now())
+        .await?;
     let location = format!("/v1/tenants/{tenant}/flows/{flow_id}");
-    let headers = [etag_header(&draft.etag)[0].clone(), (header::LOCATION, location.parse().map_err(|_| ApiError::NotFound("flow"))?)];
+    let headers = [
+        etag_header(&draft.etag)[0].clone(),
+        (
+            header::LOCATION,
+            location.parse().map_err(|_| ApiError::NotFound("flow"))?,
+        ),
+    ];
     Ok((StatusCode::CREATED, headers, Json(draft_view(draft, None))))
 }
 
@@ -143,9 +200,20 @@ pub(super) async fn get_draft(
     Path((tenant, flow)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     who.tenant(&state, &tenant, Access::Read).await?;
-    let summary = state.store().get_flow(&tenant, &flow).await?.ok_or(ApiError::NotFound("flow"))?;
-    let draft = state.store().get_draft(&tenant, &flow).await?.ok_or(ApiError::NotFound("flow"))?;
-    Ok((etag_header(&draft.etag), Json(draft_view(draft, summary.live))))
+    let summary = state
+        .store()
+        .get_flow(&tenant, &flow)
+        .await?
+        .ok_or(ApiError::NotFound("flow"))?;
+    let draft = state
+        .store()
+        .get_draft(&tenant, &flow)
+        .await?
+        .ok_or(ApiError::NotFound("flow"))?;
+    Ok((
+        etag_header(&draft.etag),
+        Json(draft_view(draft, summary.live)),
+    ))
 }
 
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/flows/{flow}", tag = "flows",
@@ -160,13 +228,32 @@ pub(super) async fn update_draft(
     JsonBody(document): JsonBody<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     who.tenant(&state, &tenant, Access::Edit).await?;
-    let summary = state.store().get_flow(&tenant, &flow).await?.ok_or(ApiError::NotFound("flow"))?;
+    let summary = state
+        .store()
+        .get_flow(&tenant, &flow)
+        .await?
+        .ok_or(ApiError::NotFound("flow"))?;
     let expected = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
     if document.get("id").and_then(Value::as_str) != Some(flow.as_str()) {
-        return Err(ApiError::Unprocessable(format!("the document's \"id\" must be \"{flow}\"")));
+        return Err(ApiError::Unprocessable(format!(
+            "the document's \"id\" must be \"{flow}\""
+        )));
     }
-    let draft = state.store().update_draft(&tenant, &flow, &document, &expected, &who.actor(), state.now()).await?;
-    Ok((etag_header(&draft.etag), Json(draft_view(draft, summary.live))))
+    let draft = state
+        .store()
+        .update_draft(
+            &tenant,
+            &flow,
+            &document,
+            &expected,
+            &who.actor(),
+            state.now(),
+        )
+        .await?;
+    Ok((
+        etag_header(&draft.etag),
+        Json(draft_view(draft, summary.live)),
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}/flows/{flow}", tag = "flows",
@@ -180,7 +267,16 @@ pub(super) async fn delete(
     who.tenant(&state, &tenant, Access::Edit).await?;
     let expected = if_match(&headers)?;
     let _routing = state.inner.routing.lock().await;
-    state.store().delete_flow(&tenant, &flow, expected.as_deref(), &who.actor(), state.now()).await?;
+    state
+        .store()
+        .delete_flow(
+            &tenant,
+            &flow,
+            expected.as_deref(),
+            &who.actor(),
+            state.now(),
+        )
+        .await?;
     state.live().remove_flow(&tenant, &flow);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -208,10 +304,21 @@ pub(super) async fn validate(
     let document: Option<Value> = optional_json(&body)?;
     let document = match document {
         Some(d) => d,
-        None => state.store().get_draft(&tenant, &flow).await?.ok_or(ApiError::NotFound("flow"))?.document,
+        None => {
+            state
+                .store()
+                .get_draft(&tenant, &flow)
+                .await?
+                .ok_or(ApiError::NotFound("flow"))?
+                .document
+        }
     };
     let (_, report) = check_document(&flow, &document, &t.settings.validation_context());
-    Ok(Json(ValidationView { valid: report.is_valid(), errors: report.errors, warnings: report.warnings }))
+    Ok(Json(ValidationView {
+        valid: report.is_valid(),
+        errors: report.errors,
+        warnings: report.warnings,
+    }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -245,16 +352,26 @@ pub(super) async fn publish(
     let t = who.tenant(&state, &tenant, Access::Edit).await?;
     let body: PublishBody = optional_json(&body)?;
     let expected = if_match(&headers)?;
-    let draft = state.store().get_draft(&tenant, &flow_id).await?.ok_or(ApiError::NotFound("flow"))?;
+    let draft = state
+        .store()
+        .get_draft(&tenant, &flow_id)
+        .await?
+        .ok_or(ApiError::NotFound("flow"))?;
     if let Some(expected) = &expected {
         if *expected != draft.etag && expected != "*" {
-            return Err(ApiError::EtagMismatch { current: draft.etag });
+            return Err(ApiError::EtagMismatch {
+                current: draft.etag,
+            });
         }
     }
-    let (flow, report) = check_document(&flow_id, &draft.document, &t.settings.validation_context());
-    let Some(flow) = flow.filter(|_| report.is_valid()) else { return Err(ApiError::Invalid(report)) };
+    let (flow, report) =
+        check_document(&flow_id, &draft.document, &t.settings.validation_context());
+    let Some(flow) = flow.filter(|_| report.is_valid()) else {
+        return Err(ApiError::Invalid(report));
+    };
     // What runs is exactly what is stored: the flow as read, defaults filled.
-    let document = serde_json::to_value(&flow).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let document =
+        serde_json::to_value(&flow).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let actor = who.actor();
     let _routing = state.inner.routing.lock().await;
     let request = PublishRequest {
@@ -268,7 +385,9 @@ pub(super) async fn publish(
         at: state.now(),
     };
     let version = state.store().publish(&request).await?;
-    state.live().set_live(&tenant, &flow_id, version.version, Arc::new(flow));
+    state
+        .live()
+        .set_live(&tenant, &flow_id, version.version, Arc::new(flow));
     Ok((
         StatusCode::CREATED,
         Json(Published {
@@ -303,15 +422,36 @@ pub(super) async fn rollback(
     JsonBody(body): JsonBody<RollbackBody>,
 ) -> Result<Json<RolledBack>, ApiError> {
     who.tenant(&state, &tenant, Access::Edit).await?;
-    let target = state.store().get_version(&tenant, &flow_id, body.version).await?.ok_or(ApiError::NotFound("version"))?;
-    let flow: Flow = serde_json::from_value(target.document)
-        .map_err(|e| ApiError::Unprocessable(format!("version {} no longer reads as a flow: {e}", body.version)))?;
+    let target = state
+        .store()
+        .get_version(&tenant, &flow_id, body.version)
+        .await?
+        .ok_or(ApiError::NotFound("version"))?;
+    let flow: Flow = serde_json::from_value(target.document).map_err(|e| {
+        ApiError::Unprocessable(format!(
+            "version {} no longer reads as a flow: {e}",
+            body.version
+        ))
+    })?;
     let actor = who.actor();
     let _routing = state.inner.routing.lock().await;
-    let previous = state.store().get_flow(&tenant, &flow_id).await?.and_then(|f| f.live).map(|l| l.version);
-    let version = state.store().rollback(&tenant, &flow_id, body.version, &actor, state.now()).await?;
-    state.live().set_live(&tenant, &flow_id, version.version, Arc::new(flow));
-    Ok(Json(RolledBack { live_version: version.version, previous_version: previous }))
+    let previous = state
+        .store()
+        .get_flow(&tenant, &flow_id)
+        .await?
+        .and_then(|f| f.live)
+        .map(|l| l.version);
+    let version = state
+        .store()
+        .rollback(&tenant, &flow_id, body.version, &actor, state.now())
+        .await?;
+    state
+        .live()
+        .set_live(&tenant, &flow_id, version.version, Arc::new(flow));
+    Ok(Json(RolledBack {
+        live_version: version.version,
+        previous_version: previous,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -329,9 +469,19 @@ pub(super) async fn versions(
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<VersionPage>, ApiError> {
     who.tenant(&state, &tenant, Access::Read).await?;
-    state.store().get_flow(&tenant, &flow).await?.ok_or(ApiError::NotFound("flow"))?;
-    let page = state.store().list_versions(&tenant, &flow, &page.request()).await?;
-    Ok(Json(VersionPage { items: page.items, next: page.next }))
+    state
+        .store()
+        .get_flow(&tenant, &flow)
+        .await?
+        .ok_or(ApiError::NotFound("flow"))?;
+    let page = state
+        .store()
+        .list_versions(&tenant, &flow, &page.request())
+        .await?;
+    Ok(Json(VersionPage {
+        items: page.items,
+        next: page.next,
+    }))
 }
 
 /// One version with its document.
@@ -359,9 +509,25 @@ pub(super) async fn version(
 ) -> Result<Json<VersionView>, ApiError> {
     who.tenant(&state, &tenant, Access::Read).await?;
     let n = parse_version(&version)?;
-    let v = state.store().get_version(&tenant, &flow, n).await?.ok_or(ApiError::NotFound("version"))?;
-    let live = state.store().get_flow(&tenant, &flow).await?.and_then(|f| f.live).is_some_and(|l| l.version == n);
-    Ok(Json(VersionView { version: v.version, author: v.author, comment: v.comment, created_at: v.created_at, live, document: v.document }))
+    let v = state
+        .store()
+        .get_version(&tenant, &flow, n)
+        .await?
+        .ok_or(ApiError::NotFound("version"))?;
+    let live = state
+        .store()
+        .get_flow(&tenant, &flow)
+        .await?
+        .and_then(|f| f.live)
+        .is_some_and(|l| l.version == n);
+    Ok(Json(VersionView {
+        version: v.version,
+        author: v.author,
+        comment: v.comment,
+        created_at: v.created_at,
+        live,
+        document: v.document,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -372,18 +538,40 @@ pub(super) struct DiffQuery {
     pub to: String,
 }
 
-async fn document_at(state: &ApiState, tenant: &str, flow: &str, which: &str) -> Result<Value, ApiError> {
+async fn document_at(
+    state: &ApiState,
+    tenant: &str,
+    flow: &str,
+    which: &str,
+) -> Result<Value, ApiError> {
     let n = match which {
         "draft" => {
-            return Ok(state.store().get_draft(tenant, flow).await?.ok_or(ApiError::NotFound("flow"))?.document);
+            return Ok(state
+                .store()
+                .get_draft(tenant, flow)
+                .await?
+                .ok_or(ApiError::NotFound("flow"))?
+                .document);
         }
         "live" => {
-            let summary = state.store().get_flow(tenant, flow).await?.ok_or(ApiError::NotFound("flow"))?;
-            summary.live.ok_or(ApiError::NotFound("live version"))?.version
+            let summary = state
+                .store()
+                .get_flow(tenant, flow)
+                .await?
+                .ok_or(ApiError::NotFound("flow"))?;
+            summary
+                .live
+                .ok_or(ApiError::NotFound("live version"))?
+                .version
         }
         n => parse_version(n)?,
     };
-    Ok(state.store().get_version(tenant, flow, n).await?.ok_or(ApiError::NotFound("version"))?.document)
+    Ok(state
+        .store()
+        .get_version(tenant, flow, n)
+        .await?
+        .ok_or(ApiError::NotFound("version"))?
+        .document)
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/flows/{flow}/diff", tag = "flows", params(DiffQuery),
@@ -412,13 +600,18 @@ mod tests {
         assert!(flow.is_none());
         assert_eq!(report.errors.len(), 1);
         assert_eq!(report.errors[0].code, "invalid_document");
-        assert!(report.errors[0].path.starts_with("/nodes/a"), "{}", report.errors[0].path);
+        assert!(
+            report.errors[0].path.starts_with("/nodes/a"),
+            "{}",
+            report.errors[0].path
+        );
         assert_eq!(report.errors[0].node.as_deref(), Some("a"));
     }
 
     #[test]
     fn the_document_id_must_be_the_flow_id() {
-        let doc = json!({"id": "other", "name": "f", "entry": "a", "nodes": {"a": {"type": "hangup"}}});
+        let doc =
+            json!({"id": "other", "name": "f", "entry": "a", "nodes": {"a": {"type": "hangup"}}});
         let (_, report) = check_document("f", &doc, &ValidationContext::default());
         assert_eq!(report.errors[0].code, "id_mismatch");
     }

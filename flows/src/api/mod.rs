@@ -36,7 +36,9 @@ use crate::store::{Store, UnixMs};
 
 /// Milliseconds since the Unix epoch of a wall-clock time.
 pub fn unix_ms(t: SystemTime) -> UnixMs {
-    t.duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn system_clock() -> UnixMs {
@@ -66,7 +68,14 @@ impl ApiState {
 
     /// As [`ApiState::new`] with another clock, for tests.
     pub fn with_clock(store: Arc<dyn Store>, live: Arc<LiveTable>, clock: fn() -> UnixMs) -> Self {
-        Self { inner: Arc::new(Inner { store, live, clock, routing: tokio::sync::Mutex::new(()) }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                live,
+                clock,
+                routing: tokio::sync::Mutex::new(()),
+            }),
+        }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -90,23 +99,52 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route("/v1/tenants/{tenant}", get(tenants::get_one))
-        .route("/v1/tenants/{tenant}/settings", get(tenants::get_settings).put(tenants::put_settings))
+        .route(
+            "/v1/tenants/{tenant}/settings",
+            get(tenants::get_settings).put(tenants::put_settings),
+        )
         .route("/v1/tenants/{tenant}/audit", get(tenants::audit))
-        .route("/v1/keys", post(tenants::create_key).get(tenants::list_keys))
+        .route(
+            "/v1/keys",
+            post(tenants::create_key).get(tenants::list_keys),
+        )
         .route("/v1/keys/{key}", axum::routing::delete(tenants::revoke_key))
-        .route("/v1/tenants/{tenant}/flows", get(flows::list).post(flows::create))
+        .route(
+            "/v1/tenants/{tenant}/flows",
+            get(flows::list).post(flows::create),
+        )
         .route(
             "/v1/tenants/{tenant}/flows/{flow}",
-            get(flows::get_draft).put(flows::update_draft).delete(flows::delete),
+            get(flows::get_draft)
+                .put(flows::update_draft)
+                .delete(flows::delete),
         )
-        .route("/v1/tenants/{tenant}/flows/{flow}/validate", post(flows::validate))
-        .route("/v1/tenants/{tenant}/flows/{flow}/publish", post(flows::publish))
-        .route("/v1/tenants/{tenant}/flows/{flow}/rollback", post(flows::rollback))
-        .route("/v1/tenants/{tenant}/flows/{flow}/versions", get(flows::versions))
-        .route("/v1/tenants/{tenant}/flows/{flow}/versions/{version}", get(flows::version))
+        .route(
+            "/v1/tenants/{tenant}/flows/{flow}/validate",
+            post(flows::validate),
+        )
+        .route(
+            "/v1/tenants/{tenant}/flows/{flow}/publish",
+            post(flows::publish),
+        )
+        .route(
+            "/v1/tenants/{tenant}/flows/{flow}/rollback",
+            post(flows::rollback),
+        )
+        .route(
+            "/v1/tenants/{tenant}/flows/{flow}/versions",
+            get(flows::versions),
+        )
+        .route(
+            "/v1/tenants/{tenant}/flows/{flow}/versions/{version}",
+            get(flows::version),
+        )
         .route("/v1/tenants/{tenant}/flows/{flow}/diff", get(flows::diff))
         .route("/v1/tenants/{tenant}/numbers", get(calls::list_numbers))
-        .route("/v1/tenants/{tenant}/numbers/{did}", put(calls::put_number).delete(calls::delete_number))
+        .route(
+            "/v1/tenants/{tenant}/numbers/{did}",
+            put(calls::put_number).delete(calls::delete_number),
+        )
         .route("/v1/tenants/{tenant}/calls", get(calls::list_calls))
         .route("/v1/tenants/{tenant}/calls/{call}", get(calls::get_call))
         .with_state(state)

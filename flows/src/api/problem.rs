@@ -61,12 +61,17 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::NotFound("object"),
-            StoreError::AlreadyExists => ApiError::Conflict("an object with this id already exists".into()),
-            StoreError::EtagMismatch { current } => ApiError::EtagMismatch { current },
-            StoreError::NumberTaken => ApiError::Conflict("this number belongs to another tenant".into()),
-            StoreError::FlowInUse { numbers } => {
-                ApiError::Conflict(format!("numbers still route to this flow: {}", numbers.join(", ")))
+            StoreError::AlreadyExists => {
+                ApiError::Conflict("an object with this id already exists".into())
             }
+            StoreError::EtagMismatch { current } => ApiError::EtagMismatch { current },
+            StoreError::NumberTaken => {
+                ApiError::Conflict("this number belongs to another tenant".into())
+            }
+            StoreError::FlowInUse { numbers } => ApiError::Conflict(format!(
+                "numbers still route to this flow: {}",
+                numbers.join(", ")
+            )),
             other => ApiError::Store(other),
         }
     }
@@ -75,20 +80,44 @@ impl From<StoreError> for ApiError {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Missing or invalid API key"),
-            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Not allowed for this role"),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Missing or invalid API key",
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not allowed for this role",
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            ApiError::EtagMismatch { .. } => {
-                (StatusCode::PRECONDITION_FAILED, "etag-mismatch", "Someone else changed this flow")
-            }
-            ApiError::PreconditionRequired => {
-                (StatusCode::PRECONDITION_REQUIRED, "if-match-required", "If-Match is required")
-            }
-            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Not acceptable"),
-            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-flow", "The flow has errors"),
+            ApiError::EtagMismatch { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "etag-mismatch",
+                "Someone else changed this flow",
+            ),
+            ApiError::PreconditionRequired => (
+                StatusCode::PRECONDITION_REQUIRED,
+                "if-match-required",
+                "If-Match is required",
+            ),
+            ApiError::Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "Not acceptable",
+            ),
+            ApiError::Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-flow",
+                "The flow has errors",
+            ),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
-            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::Store(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
         }
     }
 
@@ -108,10 +137,19 @@ impl ApiError {
             other => Some(other.to_string()),
         };
         let (errors, warnings) = match self {
-            ApiError::Invalid(report) => (Some(report.errors.clone()), Some(report.warnings.clone())),
+            ApiError::Invalid(report) => {
+                (Some(report.errors.clone()), Some(report.warnings.clone()))
+            }
             _ => (None, None),
         };
-        Problem { kind: format!("urn:voxgate:problem:{kind}"), title: title.into(), status: status.as_u16(), detail, errors, warnings }
+        Problem {
+            kind: format!("urn:voxgate:problem:{kind}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail,
+            errors,
+            warnings,
+        }
     }
 }
 
@@ -121,11 +159,15 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %e, "flows API storage error");
         }
         let problem = self.problem();
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         match &self {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -16,7 +16,8 @@ pub(super) fn valid_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && !s.starts_with('-')
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -37,12 +38,19 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
     who.require_admin()?;
     if !valid_slug(&body.id) {
-        return Err(ApiError::Unprocessable("a tenant id is 1-63 of a-z, 0-9 and -".into()));
+        return Err(ApiError::Unprocessable(
+            "a tenant id is 1-63 of a-z, 0-9 and -".into(),
+        ));
     }
     if body.name.trim().is_empty() {
         return Err(ApiError::Unprocessable("a tenant needs a name".into()));
     }
-    let tenant = Tenant { id: body.id, name: body.name, settings: body.settings, created_at: state.now() };
+    let tenant = Tenant {
+        id: body.id,
+        name: body.name,
+        settings: body.settings,
+        created_at: state.now(),
+    };
     let _routing = state.inner.routing.lock().await;
     state.store().create_tenant(&tenant, &who.actor()).await?;
     state.live().set_tenant(&tenant.id, tenant.settings.clone());
@@ -50,7 +58,10 @@ pub(super) async fn create(
 }
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", responses((status = 200, body = Vec<Tenant>)))]
-pub(super) async fn list(State(state): State<ApiState>, who: Principal) -> Result<Json<Vec<Tenant>>, ApiError> {
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    who: Principal,
+) -> Result<Json<Vec<Tenant>>, ApiError> {
     if !who.key.role.is_operator() {
         // A tenant key sees only its own tenant.
         let own = match &who.key.tenant {
@@ -77,7 +88,9 @@ pub(super) async fn get_settings(
     who: Principal,
     Path(tenant): Path<String>,
 ) -> Result<Json<TenantSettings>, ApiError> {
-    Ok(Json(who.tenant(&state, &tenant, Access::Read).await?.settings))
+    Ok(Json(
+        who.tenant(&state, &tenant, Access::Read).await?.settings,
+    ))
 }
 
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/settings", tag = "tenants", request_body = TenantSettings,
@@ -90,7 +103,10 @@ pub(super) async fn put_settings(
 ) -> Result<Json<TenantSettings>, ApiError> {
     who.tenant(&state, &tenant, Access::Policy).await?;
     let _routing = state.inner.routing.lock().await;
-    let updated = state.store().update_tenant_settings(&tenant, &settings, &who.actor(), state.now()).await?;
+    let updated = state
+        .store()
+        .update_tenant_settings(&tenant, &settings, &who.actor(), state.now())
+        .await?;
     state.live().set_tenant(&tenant, updated.settings.clone());
     Ok(Json(updated.settings))
 }
@@ -103,7 +119,10 @@ pub(super) struct AuditPage {
 
 impl From<Page<AuditEntry>> for AuditPage {
     fn from(p: Page<AuditEntry>) -> Self {
-        Self { items: p.items, next: p.next }
+        Self {
+            items: p.items,
+            next: p.next,
+        }
     }
 }
 
@@ -116,7 +135,13 @@ pub(super) async fn audit(
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     who.tenant(&state, &tenant, Access::Read).await?;
-    Ok(Json(state.store().list_audit(Some(&tenant), &page.request()).await?.into()))
+    Ok(Json(
+        state
+            .store()
+            .list_audit(Some(&tenant), &page.request())
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -145,9 +170,15 @@ pub(super) async fn create_key(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     who.require_admin()?;
     match (body.role.is_operator(), &body.tenant) {
-        (true, Some(_)) => return Err(ApiError::Unprocessable("admin and noc keys belong to no tenant".into())),
+        (true, Some(_)) => {
+            return Err(ApiError::Unprocessable(
+                "admin and noc keys belong to no tenant".into(),
+            ))
+        }
         (false, None) => return Err(ApiError::Unprocessable("this role needs a tenant".into())),
-        (false, Some(t)) if state.store().get_tenant(t).await?.is_none() => return Err(ApiError::NotFound("tenant")),
+        (false, Some(t)) if state.store().get_tenant(t).await?.is_none() => {
+            return Err(ApiError::NotFound("tenant"))
+        }
         _ => {}
     }
     let token = keys::generate();
@@ -160,8 +191,17 @@ pub(super) async fn create_key(
         last_used_at: None,
         revoked_at: None,
     };
-    state.store().insert_key(&key, &token.secret_hash, &who.actor()).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKey { token: token.token, key })))
+    state
+        .store()
+        .insert_key(&key, &token.secret_hash, &who.actor())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            token: token.token,
+            key,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -177,7 +217,9 @@ pub(super) async fn list_keys(
     QueryParams(filter): QueryParams<KeyFilter>,
 ) -> Result<Json<Vec<ApiKey>>, ApiError> {
     who.require_admin()?;
-    Ok(Json(state.store().list_keys(filter.tenant.as_deref()).await?))
+    Ok(Json(
+        state.store().list_keys(filter.tenant.as_deref()).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{key}", tag = "keys", responses((status = 200, body = ApiKey)))]
@@ -187,7 +229,12 @@ pub(super) async fn revoke_key(
     Path(key): Path<String>,
 ) -> Result<Json<ApiKey>, ApiError> {
     who.require_admin()?;
-    Ok(Json(state.store().revoke_key(&key, &who.actor(), state.now()).await?))
+    Ok(Json(
+        state
+            .store()
+            .revoke_key(&key, &who.actor(), state.now())
+            .await?,
+    ))
 }
 
 #[cfg(test)]

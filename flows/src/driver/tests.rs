@@ -50,7 +50,9 @@ impl CallControl for FakeCall {
         let ms = self.play_ms;
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            let _ = tx.send(CallEvent::PlaybackFinished { id, stopped: false }).await;
+            let _ = tx
+                .send(CallEvent::PlaybackFinished { id, stopped: false })
+                .await;
         });
         Ok(id)
     }
@@ -63,8 +65,14 @@ impl CallControl for FakeCall {
         mpsc::channel(1).1
     }
 
-    fn transfer(&self, request: TransferRequest) -> BoxFuture<'_, Result<TransferOutcome, TransferError>> {
-        self.did.lock().expect("lock").push(Did::Transfer(request.target, request.headers));
+    fn transfer(
+        &self,
+        request: TransferRequest,
+    ) -> BoxFuture<'_, Result<TransferOutcome, TransferError>> {
+        self.did
+            .lock()
+            .expect("lock")
+            .push(Did::Transfer(request.target, request.headers));
         let r = self.transfer.clone();
         Box::pin(async move { r })
     }
@@ -90,14 +98,31 @@ fn info() -> CallInfo {
     }
 }
 
-fn fake(play_ms: u64, keys: &[(u64, char)], transfer: Result<TransferOutcome, TransferError>) -> (CallHandle, Arc<FakeCall>) {
+fn fake(
+    play_ms: u64,
+    keys: &[(u64, char)],
+    transfer: Result<TransferOutcome, TransferError>,
+) -> (CallHandle, Arc<FakeCall>) {
     let (tx, rx) = mpsc::channel(64);
-    let control = Arc::new(FakeCall { info: info(), events: tx.clone(), did: Mutex::new(Vec::new()), next_id: AtomicU64::new(1), play_ms, transfer });
+    let control = Arc::new(FakeCall {
+        info: info(),
+        events: tx.clone(),
+        did: Mutex::new(Vec::new()),
+        next_id: AtomicU64::new(1),
+        play_ms,
+        transfer,
+    });
     for &(at, digit) in keys {
         let tx = tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(at)).await;
-            let _ = tx.send(CallEvent::Dtmf(DtmfEvent { digit, duration: Duration::from_millis(100), source: DtmfSource::Rfc4733 })).await;
+            let _ = tx
+                .send(CallEvent::Dtmf(DtmfEvent {
+                    digit,
+                    duration: Duration::from_millis(100),
+                    source: DtmfSource::Rfc4733,
+                }))
+                .await;
         });
     }
     (CallHandle::new(control.clone(), rx), control)
@@ -117,13 +142,23 @@ fn tenant(allow_private: bool) -> TenantRuntime {
         tenant: "demo".into(),
         flow_id: "f".into(),
         version: 3,
-        http: HttpAllowList { hosts: vec!["127.0.0.1".into()], allow_private },
+        http: HttpAllowList {
+            hosts: vec!["127.0.0.1".into()],
+            allow_private,
+        },
     }
 }
 
 fn interp(nodes: serde_json::Value) -> Interpreter {
-    let flow: Flow = serde_json::from_value(json!({"id": "f", "name": "F", "entry": "start", "nodes": nodes})).expect("flow");
-    Interpreter::new(Arc::new(flow), &crate::interpreter::tests::call(), FallbackPolicy::default(), clock::now())
+    let flow: Flow =
+        serde_json::from_value(json!({"id": "f", "name": "F", "entry": "start", "nodes": nodes}))
+            .expect("flow");
+    Interpreter::new(
+        Arc::new(flow),
+        &crate::interpreter::tests::call(),
+        FallbackPolicy::default(),
+        clock::now(),
+    )
 }
 
 fn menu_flow() -> serde_json::Value {
@@ -143,7 +178,15 @@ async fn a_key_during_the_prompt_stops_it_and_chooses() {
     run(&mut call, &mut i, &env(), &tenant(false), |_| {}).await;
     assert_eq!(i.finished(), Some(Disposition::Completed));
     let did = fake.did.lock().expect("lock").clone();
-    assert_eq!(did, [Did::Play("Press 1 or 2".into()), Did::Stop, Did::Play("You chose one".into()), Did::Hangup]);
+    assert_eq!(
+        did,
+        [
+            Did::Play("Press 1 or 2".into()),
+            Did::Stop,
+            Did::Play("You chose one".into()),
+            Did::Hangup
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -172,12 +215,18 @@ async fn keys_typed_ahead_during_a_say_are_not_lost() {
     let did = fake.did.lock().expect("lock").clone();
     // The menu prompt is skipped: the caller already answered it.
     assert_eq!(did[0], Did::Play("Welcome".into()));
-    assert!(matches!(&did[1], Did::Transfer(t, h) if t == "tel:+15550100" && h.iter().any(|(k, v)| k == "X-Voxgate-Flow" && v == "demo/f@3")));
+    assert!(
+        matches!(&did[1], Did::Transfer(t, h) if t == "tel:+15550100" && h.iter().any(|(k, v)| k == "X-Voxgate-Flow" && v == "demo/f@3"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn gather_stops_at_the_terminator() {
-    let (mut call, _fake) = fake(500, &[(600, '4'), (900, '2'), (1200, '#')], Ok(TransferOutcome::Referred));
+    let (mut call, _fake) = fake(
+        500,
+        &[(600, '4'), (900, '2'), (1200, '#')],
+        Ok(TransferOutcome::Referred),
+    );
     let mut i = interp(json!({
         "start": {"type": "gather", "variable": "pin", "max_digits": 6, "terminator": "#", "prompt": {"say": "PIN?"}, "edges": {"next": "bye"}},
         "bye": {"type": "hangup"}
@@ -188,7 +237,11 @@ async fn gather_stops_at_the_terminator() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_transfer_takes_its_edge_and_the_ai_falls_back_when_absent() {
-    let (mut call, _fake) = fake(100, &[(50, '2')], Err(TransferError::Rejected { status: 486 }));
+    let (mut call, _fake) = fake(
+        100,
+        &[(50, '2')],
+        Err(TransferError::Rejected { status: 486 }),
+    );
     let mut i = interp(menu_flow());
     run(&mut call, &mut i, &env(), &tenant(false), |_| {}).await;
     assert_eq!(i.timeline()[1].outcome.as_deref(), Some("failed"));
@@ -211,7 +264,9 @@ async fn http_nodes_map_replies_and_refuse_private_hosts() {
         "/balance",
         axum::routing::get(|| async { axum::Json(json!({"account": {"balance": 17}})) }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     let nodes = json!({
@@ -230,5 +285,9 @@ async fn http_nodes_map_replies_and_refuse_private_hosts() {
     let mut i = interp(nodes);
     run(&mut call, &mut i, &env(), &tenant(false), |_| {}).await;
     assert_eq!(i.timeline()[0].outcome.as_deref(), Some("error"));
-    assert!(i.timeline()[0].notes[0].contains("private"), "{:?}", i.timeline()[0].notes);
+    assert!(
+        i.timeline()[0].notes[0].contains("private"),
+        "{:?}",
+        i.timeline()[0].notes
+    );
 }

@@ -5,7 +5,10 @@ use serde_json::json;
 use super::*;
 
 fn flow(nodes: serde_json::Value) -> Arc<Flow> {
-    Arc::new(serde_json::from_value(json!({"id": "f", "name": "F", "entry": "start", "nodes": nodes})).expect("flow reads"))
+    Arc::new(
+        serde_json::from_value(json!({"id": "f", "name": "F", "entry": "start", "nodes": nodes}))
+            .expect("flow reads"),
+    )
 }
 
 /// The call every interpreter and driver test runs.
@@ -31,7 +34,11 @@ struct FakeCall {
 
 impl FakeCall {
     fn new() -> Self {
-        Self { now: Instant::now(), step: Duration::from_millis(500), actions: Vec::new() }
+        Self {
+            now: Instant::now(),
+            step: Duration::from_millis(500),
+            actions: Vec::new(),
+        }
     }
 
     fn run(&mut self, interp: &mut Interpreter, script: impl IntoIterator<Item = ActionResult>) {
@@ -40,8 +47,12 @@ impl FakeCall {
             self.actions.push(action.clone());
             self.now += self.step;
             let result = match action {
-                Action::Say { .. } | Action::Play { .. } | Action::Hangup { .. } => ActionResult::Done,
-                _ => script.next().expect("the script has a result for every input action"),
+                Action::Say { .. } | Action::Play { .. } | Action::Hangup { .. } => {
+                    ActionResult::Done
+                }
+                _ => script
+                    .next()
+                    .expect("the script has a result for every input action"),
             };
             interp.handle_result(self.now, result);
         }
@@ -49,7 +60,11 @@ impl FakeCall {
 }
 
 fn path(interp: &Interpreter) -> Vec<(String, Option<String>)> {
-    interp.timeline().iter().map(|s| (s.node.clone(), s.outcome.clone())).collect()
+    interp
+        .timeline()
+        .iter()
+        .map(|s| (s.node.clone(), s.outcome.clone()))
+        .collect()
 }
 
 fn said(fake: &FakeCall) -> Vec<String> {
@@ -57,7 +72,10 @@ fn said(fake: &FakeCall) -> Vec<String> {
         .iter()
         .filter_map(|a| match a {
             Action::Say { text, .. } => Some(text.clone()),
-            Action::Collect { prompt: Some(PromptAction::Say { text, .. }), .. } => Some(text.clone()),
+            Action::Collect {
+                prompt: Some(PromptAction::Say { text, .. }),
+                ..
+            } => Some(text.clone()),
             _ => None,
         })
         .collect()
@@ -84,21 +102,44 @@ fn support_flow() -> Arc<Flow> {
 fn menu_http_and_templates_follow_the_path() {
     let mut fake = FakeCall::new();
     let mut i = Interpreter::new(support_flow(), &call(), FallbackPolicy::default(), fake.now);
-    fake.run(&mut i, [
-        ActionResult::Digits { digits: "1".into() },
-        ActionResult::HttpResponse { status: 200, body: Some(json!({"account": {"balance": 42.5}})) },
-    ]);
+    fake.run(
+        &mut i,
+        [
+            ActionResult::Digits { digits: "1".into() },
+            ActionResult::HttpResponse {
+                status: 200,
+                body: Some(json!({"account": {"balance": 42.5}})),
+            },
+        ],
+    );
     assert_eq!(i.finished(), Some(Disposition::Completed));
-    assert_eq!(said(&fake), ["Hello 5551234", "Press 1 for balance, 2 for an agent", "Your balance is 42.5"]);
-    let http = fake.actions.iter().find_map(|a| match a { Action::Http(r) => Some(r.clone()), _ => None }).expect("http action");
+    assert_eq!(
+        said(&fake),
+        [
+            "Hello 5551234",
+            "Press 1 for balance, 2 for an agent",
+            "Your balance is 42.5"
+        ]
+    );
+    let http = fake
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Http(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("http action");
     assert_eq!(http.url, "http://api.example.com/b?n=5551234");
-    assert_eq!(path(&i), [
-        ("start".into(), Some("next".into())),
-        ("menu".into(), Some("1".into())),
-        ("lookup".into(), Some("ok".into())),
-        ("tell".into(), Some("next".into())),
-        ("bye".into(), Some("hangup".into())),
-    ]);
+    assert_eq!(
+        path(&i),
+        [
+            ("start".into(), Some("next".into())),
+            ("menu".into(), Some("1".into())),
+            ("lookup".into(), Some("ok".into())),
+            ("tell".into(), Some("next".into())),
+            ("bye".into(), Some("hangup".into())),
+        ]
+    );
     let lookup = &i.timeline()[2];
     assert_eq!(lookup.changed.get("balance"), Some(&json!(42.5)));
     assert_eq!(lookup.entered_ms, 1000);
@@ -109,22 +150,66 @@ fn menu_http_and_templates_follow_the_path() {
 fn menu_reprompts_then_takes_no_input() {
     let mut fake = FakeCall::new();
     let mut i = Interpreter::new(support_flow(), &call(), FallbackPolicy::default(), fake.now);
-    fake.run(&mut i, [ActionResult::NoInput, ActionResult::Digits { digits: "7".into() }, ActionResult::NoInput]);
-    assert_eq!(said(&fake)[1..], ["Press 1 for balance, 2 for an agent", "I did not hear a key", "That is not a choice"]);
+    fake.run(
+        &mut i,
+        [
+            ActionResult::NoInput,
+            ActionResult::Digits { digits: "7".into() },
+            ActionResult::NoInput,
+        ],
+    );
+    assert_eq!(
+        said(&fake)[1..],
+        [
+            "Press 1 for balance, 2 for an agent",
+            "I did not hear a key",
+            "That is not a choice"
+        ]
+    );
     assert_eq!(path(&i)[1], ("menu".into(), Some("no_input".into())));
-    assert_eq!(i.timeline()[1].notes, ["no input", "retry 1/2", "pressed 7: not a choice", "retry 2/2", "no input"]);
+    assert_eq!(
+        i.timeline()[1].notes,
+        [
+            "no input",
+            "retry 1/2",
+            "pressed 7: not a choice",
+            "retry 2/2",
+            "no input"
+        ]
+    );
 }
 
 #[test]
 fn http_errors_and_timeouts_take_their_edges() {
     for (result, node) in [
-        (ActionResult::HttpResponse { status: 500, body: None }, "sorry"),
-        (ActionResult::HttpFailed { timed_out: true, reason: "timed out after 3000 ms".into() }, "slow"),
-        (ActionResult::HttpFailed { timed_out: false, reason: "connection refused".into() }, "sorry"),
+        (
+            ActionResult::HttpResponse {
+                status: 500,
+                body: None,
+            },
+            "sorry",
+        ),
+        (
+            ActionResult::HttpFailed {
+                timed_out: true,
+                reason: "timed out after 3000 ms".into(),
+            },
+            "slow",
+        ),
+        (
+            ActionResult::HttpFailed {
+                timed_out: false,
+                reason: "connection refused".into(),
+            },
+            "sorry",
+        ),
     ] {
         let mut fake = FakeCall::new();
         let mut i = Interpreter::new(support_flow(), &call(), FallbackPolicy::default(), fake.now);
-        fake.run(&mut i, [ActionResult::Digits { digits: "1".into() }, result]);
+        fake.run(
+            &mut i,
+            [ActionResult::Digits { digits: "1".into() }, result],
+        );
         assert_eq!(path(&i)[3].0, node);
         assert_eq!(i.finished(), Some(Disposition::Completed));
     }
@@ -134,9 +219,24 @@ fn http_errors_and_timeouts_take_their_edges() {
 fn transfer_renders_headers_and_failure_takes_failed() {
     let mut fake = FakeCall::new();
     let mut i = Interpreter::new(support_flow(), &call(), FallbackPolicy::default(), fake.now);
-    fake.run(&mut i, [ActionResult::Digits { digits: "2".into() }, ActionResult::TransferFailed { no_answer: true, reason: "486 Busy".into() }]);
-    let headers = fake.actions.iter().find_map(|a| match a { Action::Transfer { headers, .. } => Some(headers.clone()), _ => None });
-    assert_eq!(headers, Some(vec![("X-Caller".to_string(), "5551234".to_string())]));
+    fake.run(
+        &mut i,
+        [
+            ActionResult::Digits { digits: "2".into() },
+            ActionResult::TransferFailed {
+                no_answer: true,
+                reason: "486 Busy".into(),
+            },
+        ],
+    );
+    let headers = fake.actions.iter().find_map(|a| match a {
+        Action::Transfer { headers, .. } => Some(headers.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        headers,
+        Some(vec![("X-Caller".to_string(), "5551234".to_string())])
+    );
     assert_eq!(path(&i)[2], ("agent".into(), Some("failed".into())));
     assert_eq!(i.variables()["transfer.status"], json!("no_answer"));
 }
@@ -145,25 +245,56 @@ fn transfer_renders_headers_and_failure_takes_failed() {
 fn a_successful_transfer_ends_the_flow() {
     let mut fake = FakeCall::new();
     let mut i = Interpreter::new(support_flow(), &call(), FallbackPolicy::default(), fake.now);
-    fake.run(&mut i, [ActionResult::Digits { digits: "2".into() }, ActionResult::Transferred]);
+    fake.run(
+        &mut i,
+        [
+            ActionResult::Digits { digits: "2".into() },
+            ActionResult::Transferred,
+        ],
+    );
     assert_eq!(i.finished(), Some(Disposition::Transferred));
 }
 
 #[test]
 fn failures_play_the_apology_and_take_the_tenant_fallback() {
-    let f = flow(json!({"start": {"type": "play", "audio": "missing.wav", "edges": {"next": "bye"}}, "bye": {"type": "hangup"}}));
+    let f = flow(
+        json!({"start": {"type": "play", "audio": "missing.wav", "edges": {"next": "bye"}}, "bye": {"type": "hangup"}}),
+    );
     let policy = FallbackPolicy {
         apology: "Sorry about that".into(),
-        action: FallbackAction::Agent { target: "sip:agents@127.0.0.1".into(), mode: TransferMode::Blind },
+        action: FallbackAction::Agent {
+            target: "sip:agents@127.0.0.1".into(),
+            mode: TransferMode::Blind,
+        },
     };
     let mut i = Interpreter::new(f, &call(), policy, Instant::now());
-    assert_eq!(i.poll_action(), Some(Action::Play { audio: "missing.wav".into() }));
-    i.handle_result(Instant::now(), ActionResult::Failed { reason: "missing.wav: no such file".into() });
-    assert!(matches!(i.poll_action(), Some(Action::Say { text, .. }) if text == "Sorry about that"));
+    assert_eq!(
+        i.poll_action(),
+        Some(Action::Play {
+            audio: "missing.wav".into()
+        })
+    );
+    i.handle_result(
+        Instant::now(),
+        ActionResult::Failed {
+            reason: "missing.wav: no such file".into(),
+        },
+    );
+    assert!(
+        matches!(i.poll_action(), Some(Action::Say { text, .. }) if text == "Sorry about that")
+    );
     i.handle_result(Instant::now(), ActionResult::Done);
-    assert!(matches!(i.poll_action(), Some(Action::Transfer { target, .. }) if target == "sip:agents@127.0.0.1"));
+    assert!(
+        matches!(i.poll_action(), Some(Action::Transfer { target, .. }) if target == "sip:agents@127.0.0.1")
+    );
     // The fallback agent is unreachable: hang up rather than leave silence.
-    i.handle_result(Instant::now(), ActionResult::TransferFailed { no_answer: false, reason: "503".into() });
+    i.handle_result(
+        Instant::now(),
+        ActionResult::TransferFailed {
+            no_answer: false,
+            reason: "503".into(),
+        },
+    );
     assert!(matches!(i.poll_action(), Some(Action::Hangup { .. })));
     i.handle_result(Instant::now(), ActionResult::Done);
     assert_eq!(i.finished(), Some(Disposition::Fallback));
@@ -178,7 +309,10 @@ fn a_runtime_loop_is_cut_off() {
         "check": {"type": "condition", "branches": [{"outcome": "again", "when": "n > 0"}], "edges": {"again": "start", "else": "start"}}
     }));
     let mut i = Interpreter::new(f, &call(), FallbackPolicy::default(), Instant::now());
-    assert!(matches!(i.poll_action(), Some(Action::Say { .. })), "apology first");
+    assert!(
+        matches!(i.poll_action(), Some(Action::Say { .. })),
+        "apology first"
+    );
     i.handle_result(Instant::now(), ActionResult::Done);
     assert!(matches!(i.poll_action(), Some(Action::Hangup { .. })));
     assert!(i.timeline().len() <= MAX_IMMEDIATE_STEPS as usize + 2);
@@ -199,17 +333,35 @@ fn conditions_sets_and_gather() {
     }));
     let mut fake = FakeCall::new();
     let mut i = Interpreter::new(f.clone(), &call(), FallbackPolicy::default(), fake.now);
-    fake.run(&mut i, [ActionResult::Digits { digits: "1234".into() }]);
-    assert_eq!(said(&fake), ["Enter your account", "Account 1234, welcome back"]);
+    fake.run(
+        &mut i,
+        [ActionResult::Digits {
+            digits: "1234".into(),
+        }],
+    );
+    assert_eq!(
+        said(&fake),
+        ["Enter your account", "Account 1234, welcome back"]
+    );
     let mut fake = FakeCall::new();
     let mut i = Interpreter::new(f, &call(), FallbackPolicy::default(), fake.now);
-    fake.run(&mut i, [ActionResult::Digits { digits: "12".into() }]);
+    fake.run(
+        &mut i,
+        [ActionResult::Digits {
+            digits: "12".into(),
+        }],
+    );
     assert_eq!(path(&i)[0], ("start".into(), Some("no_input".into())));
 }
 
 #[test]
 fn the_caller_hanging_up_ends_the_flow_where_it_is() {
-    let mut i = Interpreter::new(support_flow(), &call(), FallbackPolicy::default(), Instant::now());
+    let mut i = Interpreter::new(
+        support_flow(),
+        &call(),
+        FallbackPolicy::default(),
+        Instant::now(),
+    );
     assert!(i.poll_action().is_some());
     i.handle_result(Instant::now(), ActionResult::CallerHungUp);
     assert_eq!(i.poll_action(), None);
@@ -227,9 +379,18 @@ fn ai_outcomes_and_variables() {
     }));
     let mut i = Interpreter::new(f, &call(), FallbackPolicy::default(), Instant::now());
     assert!(matches!(i.poll_action(), Some(Action::Ai { node, .. }) if node == "start"));
-    let vars = BTreeMap::from([("ai.intent".to_string(), json!("balance")), ("ai.confidence".to_string(), json!(0.3))]);
+    let vars = BTreeMap::from([
+        ("ai.intent".to_string(), json!("balance")),
+        ("ai.confidence".to_string(), json!(0.3)),
+    ]);
     // The orchestrator asks for an agent fallback, but only a DTMF fallback is connected.
-    i.handle_result(Instant::now(), ActionResult::Ai { outcome: "fallback_agent".into(), variables: vars });
+    i.handle_result(
+        Instant::now(),
+        ActionResult::Ai {
+            outcome: "fallback_agent".into(),
+            variables: vars,
+        },
+    );
     assert_eq!(i.current_node(), Some("menu"));
     assert_eq!(i.variables()["ai.confidence"], json!(0.3));
 }

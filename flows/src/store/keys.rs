@@ -51,7 +51,11 @@ pub fn generate() -> GeneratedToken {
     rng.fill_bytes(&mut secret);
     let id = hex(&id);
     let secret = hex(&secret);
-    GeneratedToken { token: format!("{PREFIX}{id}_{secret}"), secret_hash: hash_secret(&secret), id }
+    GeneratedToken {
+        token: format!("{PREFIX}{id}_{secret}"),
+        secret_hash: hash_secret(&secret),
+        id,
+    }
 }
 
 /// Splits a presented token into its id and secret, or `None` when it is
@@ -93,7 +97,13 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for bad in ["", "vgk_", "vgk_abc_def", "Bearer x", &format!("vgk_{}_{}", "g".repeat(12), "0".repeat(64))] {
+        for bad in [
+            "",
+            "vgk_",
+            "vgk_abc_def",
+            "Bearer x",
+            &format!("vgk_{}_{}", "g".repeat(12), "0".repeat(64)),
+        ] {
             assert!(parse(bad).is_none(), "{bad}");
         }
     }

@@ -50,7 +50,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A stored JSON column does not read back.
     #[error("stored {what} does not read back: {source}")]
-    Corrupt { what: &'static str, source: serde_json::Error },
+    Corrupt {
+        what: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 /// Who did something, for the audit log and `updated_by` columns.
@@ -74,20 +77,46 @@ pub trait Store: Send + Sync {
 
     // API keys.
     fn count_keys(&self) -> StoreFuture<'_, u64>;
-    fn insert_key<'a>(&'a self, key: &'a ApiKey, secret_hash: &'a keys::SecretHash, actor: Actor<'a>) -> StoreFuture<'a, ()>;
+    fn insert_key<'a>(
+        &'a self,
+        key: &'a ApiKey,
+        secret_hash: &'a keys::SecretHash,
+        actor: Actor<'a>,
+    ) -> StoreFuture<'a, ()>;
     /// The key and its secret hash, revoked or not.
     fn get_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(ApiKey, keys::SecretHash)>>;
     /// All keys, or those of one tenant.
     fn list_keys<'a>(&'a self, tenant: Option<&'a str>) -> StoreFuture<'a, Vec<ApiKey>>;
-    fn revoke_key<'a>(&'a self, id: &'a str, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, ApiKey>;
+    fn revoke_key<'a>(
+        &'a self,
+        id: &'a str,
+        actor: Actor<'a>,
+        at: UnixMs,
+    ) -> StoreFuture<'a, ApiKey>;
     fn touch_key<'a>(&'a self, id: &'a str, at: UnixMs) -> StoreFuture<'a, ()>;
 
     // Flows and drafts.
-    fn list_flows<'a>(&'a self, tenant: &'a str, page: &'a PageRequest) -> StoreFuture<'a, Page<FlowSummary>>;
-    fn get_flow<'a>(&'a self, tenant: &'a str, flow_id: &'a str) -> StoreFuture<'a, Option<FlowSummary>>;
-    fn get_draft<'a>(&'a self, tenant: &'a str, flow_id: &'a str) -> StoreFuture<'a, Option<Draft>>;
+    fn list_flows<'a>(
+        &'a self,
+        tenant: &'a str,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<FlowSummary>>;
+    fn get_flow<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+    ) -> StoreFuture<'a, Option<FlowSummary>>;
+    fn get_draft<'a>(&'a self, tenant: &'a str, flow_id: &'a str)
+        -> StoreFuture<'a, Option<Draft>>;
     /// A new flow with its first draft; `AlreadyExists` if the id is taken.
-    fn create_draft<'a>(&'a self, tenant: &'a str, flow_id: &'a str, document: &'a serde_json::Value, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, Draft>;
+    fn create_draft<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+        document: &'a serde_json::Value,
+        actor: Actor<'a>,
+        at: UnixMs,
+    ) -> StoreFuture<'a, Draft>;
     /// Replaces the draft if its ETag is still `if_match`.
     fn update_draft<'a>(
         &'a self,
@@ -99,34 +128,80 @@ pub trait Store: Send + Sync {
         at: UnixMs,
     ) -> StoreFuture<'a, Draft>;
     /// Deletes the flow with its versions; refused while numbers route to it.
-    fn delete_flow<'a>(&'a self, tenant: &'a str, flow_id: &'a str, if_match: Option<&'a str>, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, ()>;
+    fn delete_flow<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+        if_match: Option<&'a str>,
+        actor: Actor<'a>,
+        at: UnixMs,
+    ) -> StoreFuture<'a, ()>;
     /// In one transaction: checks the draft's ETag (when given), inserts
     /// the next version with `document`, moves the live pointer to it and
     /// records the event.
     fn publish<'a>(&'a self, req: &'a PublishRequest<'a>) -> StoreFuture<'a, Version>;
     /// Moves the live pointer to an existing version and records the event.
-    fn rollback<'a>(&'a self, tenant: &'a str, flow_id: &'a str, version: u32, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, Version>;
-    fn list_versions<'a>(&'a self, tenant: &'a str, flow_id: &'a str, page: &'a PageRequest) -> StoreFuture<'a, Page<VersionSummary>>;
-    fn get_version<'a>(&'a self, tenant: &'a str, flow_id: &'a str, version: u32) -> StoreFuture<'a, Option<Version>>;
+    fn rollback<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+        version: u32,
+        actor: Actor<'a>,
+        at: UnixMs,
+    ) -> StoreFuture<'a, Version>;
+    fn list_versions<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<VersionSummary>>;
+    fn get_version<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+        version: u32,
+    ) -> StoreFuture<'a, Option<Version>>;
 
     // Numbers.
     fn list_numbers<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Number>>;
     /// Routes `did` to a flow of the tenant; `NumberTaken` if another
     /// tenant has it, `NotFound` if the flow does not exist.
-    fn put_number<'a>(&'a self, tenant: &'a str, did: &'a str, flow_id: &'a str, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, Number>;
-    fn delete_number<'a>(&'a self, tenant: &'a str, did: &'a str, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, ()>;
+    fn put_number<'a>(
+        &'a self,
+        tenant: &'a str,
+        did: &'a str,
+        flow_id: &'a str,
+        actor: Actor<'a>,
+        at: UnixMs,
+    ) -> StoreFuture<'a, Number>;
+    fn delete_number<'a>(
+        &'a self,
+        tenant: &'a str,
+        did: &'a str,
+        actor: Actor<'a>,
+        at: UnixMs,
+    ) -> StoreFuture<'a, ()>;
 
     // Calls.
     /// Inserts or replaces a call record (the driver saves it when the
     /// call starts and again when it ends).
     fn save_call<'a>(&'a self, call: &'a CallRecord) -> StoreFuture<'a, ()>;
     /// Newest first, optionally for one DID.
-    fn list_calls<'a>(&'a self, tenant: &'a str, did: Option<&'a str>, page: &'a PageRequest) -> StoreFuture<'a, Page<CallSummary>>;
+    fn list_calls<'a>(
+        &'a self,
+        tenant: &'a str,
+        did: Option<&'a str>,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<CallSummary>>;
     fn get_call<'a>(&'a self, tenant: &'a str, id: &'a str) -> StoreFuture<'a, Option<CallRecord>>;
 
     // Audit.
     /// Newest first; `None` lists operator-wide events.
-    fn list_audit<'a>(&'a self, tenant: Option<&'a str>, page: &'a PageRequest) -> StoreFuture<'a, Page<AuditEntry>>;
+    fn list_audit<'a>(
+        &'a self,
+        tenant: Option<&'a str>,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<AuditEntry>>;
 
     /// Everything the live table needs: every tenant's settings, every
     /// number and every flow's live version.
@@ -149,6 +224,8 @@ pub async fn bootstrap(store: &dyn Store, at: UnixMs) -> Result<Option<String>, 
         last_used_at: None,
         revoked_at: None,
     };
-    store.insert_key(&key, &token.secret_hash, "bootstrap").await?;
+    store
+        .insert_key(&key, &token.secret_hash, "bootstrap")
+        .await?;
     Ok(Some(token.token))
 }

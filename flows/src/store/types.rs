@@ -69,7 +69,9 @@ pub struct TenantSettings {
 impl TenantSettings {
     /// What validation needs from these settings.
     pub fn validation_context(&self) -> ValidationContext {
-        ValidationContext { http: self.http.clone() }
+        ValidationContext {
+            http: self.http.clone(),
+        }
     }
 }
 
@@ -294,7 +296,10 @@ mod tests {
 
     #[test]
     fn dispositions_and_timelines_have_a_stored_form() {
-        assert_eq!(CallRecord::disposition_name(Disposition::CallerHungUp), "caller_hung_up");
+        assert_eq!(
+            CallRecord::disposition_name(Disposition::CallerHungUp),
+            "caller_hung_up"
+        );
         assert_eq!(CallRecord::timeline_json(&[]), serde_json::json!([]));
     }
 

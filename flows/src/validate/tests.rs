@@ -5,15 +5,25 @@ use serde_json::json;
 use super::*;
 
 fn flow(nodes: serde_json::Value) -> Flow {
-    serde_json::from_value(json!({"id": "f", "name": "F", "entry": "start", "nodes": nodes})).expect("flow reads")
+    serde_json::from_value(json!({"id": "f", "name": "F", "entry": "start", "nodes": nodes}))
+        .expect("flow reads")
 }
 
 fn ctx() -> ValidationContext {
-    ValidationContext { http: HttpAllowList { hosts: vec!["api.example.com".into(), "*.crm.example.net".into()], allow_private: false } }
+    ValidationContext {
+        http: HttpAllowList {
+            hosts: vec!["api.example.com".into(), "*.crm.example.net".into()],
+            allow_private: false,
+        },
+    }
 }
 
 fn codes(report: &Report) -> Vec<(&str, &str)> {
-    report.errors.iter().map(|e| (e.node.as_deref().unwrap_or(""), e.code)).collect()
+    report
+        .errors
+        .iter()
+        .map(|e| (e.node.as_deref().unwrap_or(""), e.code))
+        .collect()
 }
 
 #[test]
@@ -33,7 +43,10 @@ fn a_good_flow_has_no_findings() {
 
 #[test]
 fn missing_entry() {
-    let f: Flow = serde_json::from_value(json!({"id": "f", "name": "F", "entry": "nope", "nodes": {"bye": {"type": "hangup"}}})).expect("reads");
+    let f: Flow = serde_json::from_value(
+        json!({"id": "f", "name": "F", "entry": "nope", "nodes": {"bye": {"type": "hangup"}}}),
+    )
+    .expect("reads");
     let r = validate(&f, &ctx());
     assert_eq!(r.errors[0].code, "missing_entry");
     assert_eq!(r.errors[0].path, "/entry");
@@ -68,7 +81,12 @@ fn invalid_parameters() {
     }));
     let r = validate(&f, &ctx());
     let c = codes(&r);
-    for code in ["missing_parameter", "duplicate", "invalid_parameter", "out_of_range"] {
+    for code in [
+        "missing_parameter",
+        "duplicate",
+        "invalid_parameter",
+        "out_of_range",
+    ] {
         assert!(c.contains(&("start", code)), "{code} missing from {c:?}");
     }
 }
@@ -114,7 +132,12 @@ fn loop_without_caller_input() {
         "bye": {"type": "hangup"}
     }));
     let r = validate(&f, &ctx());
-    assert_eq!(r.errors.iter().filter(|e| e.code == "busy_loop").count(), 1, "{:?}", r.errors);
+    assert_eq!(
+        r.errors.iter().filter(|e| e.code == "busy_loop").count(),
+        1,
+        "{:?}",
+        r.errors
+    );
 }
 
 #[test]
@@ -130,13 +153,27 @@ fn loop_through_a_menu_is_fine() {
 
 #[test]
 fn http_host_not_on_allow_list_and_private_addresses() {
-    for url in ["https://evil.example.org/x", "http://127.0.0.1:8080/x", "http://10.0.0.5/x", "http://localhost/x", "http://[::1]/x", "ftp://api.example.com/x", "https://${host}/x"] {
+    for url in [
+        "https://evil.example.org/x",
+        "http://127.0.0.1:8080/x",
+        "http://10.0.0.5/x",
+        "http://localhost/x",
+        "http://[::1]/x",
+        "ftp://api.example.com/x",
+        "https://${host}/x",
+    ] {
         let f = flow(json!({
             "start": {"type": "http", "method": "GET", "url": url, "edges": {"ok": "bye", "error": "bye"}},
             "bye": {"type": "hangup"}
         }));
         let r = validate(&f, &ctx());
-        assert!(r.errors.iter().any(|e| e.code == "host_not_allowed" || e.code == "invalid_url" || e.code == "unset_variable"), "{url}: {:?}", r.errors);
+        assert!(
+            r.errors.iter().any(|e| e.code == "host_not_allowed"
+                || e.code == "invalid_url"
+                || e.code == "unset_variable"),
+            "{url}: {:?}",
+            r.errors
+        );
     }
     let f = flow(json!({
         "start": {"type": "http", "method": "GET", "url": "https://a.crm.example.net/x", "edges": {"ok": "bye", "error": "bye"}},
@@ -191,7 +228,13 @@ fn transfer_target_and_headers() {
     }));
     let r = validate(&f, &ctx());
     let c = codes(&r);
-    assert_eq!(c.iter().filter(|(_, code)| *code == "invalid_parameter").count(), 2, "{c:?}");
+    assert_eq!(
+        c.iter()
+            .filter(|(_, code)| *code == "invalid_parameter")
+            .count(),
+        2,
+        "{c:?}"
+    );
 }
 
 #[test]
@@ -212,6 +255,11 @@ fn broken_template_and_bad_json_body() {
 
 #[test]
 fn audio_paths_stay_in_the_prompt_folder() {
-    let f = flow(json!({"start": {"type": "play", "audio": "../../etc/passwd", "edges": {"next": "bye"}}, "bye": {"type": "hangup"}}));
-    assert_eq!(codes(&validate(&f, &ctx())), [("start", "invalid_parameter")]);
+    let f = flow(
+        json!({"start": {"type": "play", "audio": "../../etc/passwd", "edges": {"next": "bye"}}, "bye": {"type": "hangup"}}),
+    );
+    assert_eq!(
+        codes(&validate(&f, &ctx())),
+        [("start", "invalid_parameter")]
+    );
 }

@@ -84,7 +84,9 @@ mod tests {
     #[test]
     fn encode_decode_round_trip_a_sine() {
         let pcm: Vec<i16> = (0..160)
-            .map(|i| ((i as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 8000.0).sin() * 12000.0) as i16)
+            .map(|i| {
+                ((i as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 8000.0).sin() * 12000.0) as i16
+            })
             .collect();
         for codec in [Codec::Pcmu, Codec::Pcma] {
             let mut bytes = Vec::new();
@@ -93,7 +95,11 @@ mod tests {
             let mut back = Vec::new();
             codec.decode(&bytes, &mut back);
             assert_eq!(back.len(), 160);
-            let err: f64 = pcm.iter().zip(&back).map(|(a, b)| ((*a as f64) - (*b as f64)).powi(2)).sum();
+            let err: f64 = pcm
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| ((*a as f64) - (*b as f64)).powi(2))
+                .sum();
             let sig: f64 = pcm.iter().map(|a| (*a as f64).powi(2)).sum();
             let snr_db = 10.0 * (sig / err).log10();
             assert!(snr_db > 30.0, "{codec:?} SNR {snr_db:.1} dB");

@@ -27,6 +27,8 @@ pub const DEMO_ENABLED: &str = "VOXGATE_DEMO_ENABLED";
 pub const API_URL: &str = "VOXGATE_API_URL";
 /// The API key the admin commands send as a bearer token.
 pub const API_KEY: &str = "VOXGATE_API_KEY";
+/// The bearer token of the worker protocol (`voxgate worker`, `voxgate simulate`).
+pub const WORKER_TOKEN: &str = "VOXGATE_WORKER_TOKEN";
 /// The tracing filter (not a config key): `RUST_LOG=voxgate=debug`.
 pub const LOG: &str = "RUST_LOG";
 

@@ -22,7 +22,12 @@ use super::{DtmfEvent, DtmfSource};
 
 const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-const KEYPAD: [[char; 4]; 4] = [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+const KEYPAD: [[char; 4]; 4] = [
+    ['1', '2', '3', 'A'],
+    ['4', '5', '6', 'B'],
+    ['7', '8', '9', 'C'],
+    ['*', '0', '#', 'D'],
+];
 
 /// Why a detector could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,8 +73,15 @@ impl DetectorConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// `quiet`: blocks without a hit before the current candidate run.
-    Idle { quiet: u32, candidate: Option<(char, u32)> },
-    Active { digit: char, blocks: u32, misses: u32 },
+    Idle {
+        quiet: u32,
+        candidate: Option<(char, u32)>,
+    },
+    Active {
+        digit: char,
+        blocks: u32,
+        misses: u32,
+    },
 }
 
 /// Finds DTMF digits in a stream of PCM samples.
@@ -110,7 +122,10 @@ impl InbandDetector {
             s2: [0.0; 8],
             energy: 0.0,
             filled: 0,
-            state: State::Idle { quiet: cfg.min_gap_blocks, candidate: None },
+            state: State::Idle {
+                quiet: cfg.min_gap_blocks,
+                candidate: None,
+            },
             events: VecDeque::new(),
         })
     }
@@ -169,7 +184,10 @@ impl InbandDetector {
         }
         let peak = db(c.relative_peak_db);
         let others_ok = |group: &[f64], best: usize, best_p: f64| {
-            group.iter().enumerate().all(|(i, p)| i == best || p * peak <= best_p)
+            group
+                .iter()
+                .enumerate()
+                .all(|(i, p)| i == best || p * peak <= best_p)
         };
         if !others_ok(&power[..4], row, row_p) || !others_ok(&power[4..], col, col_p) {
             return None;
@@ -184,7 +202,10 @@ impl InbandDetector {
         let min_tone = self.cfg.min_tone_blocks;
         let min_gap = self.cfg.min_gap_blocks;
         self.state = match (self.state, hit) {
-            (State::Idle { quiet, .. }, None) => State::Idle { quiet: quiet.saturating_add(1), candidate: None },
+            (State::Idle { quiet, .. }, None) => State::Idle {
+                quiet: quiet.saturating_add(1),
+                candidate: None,
+            },
             (State::Idle { quiet, candidate }, Some(d)) => {
                 let (quiet, run) = match candidate {
                     Some((c, run)) if c == d => (quiet, run + 1),
@@ -193,15 +214,31 @@ impl InbandDetector {
                     None => (quiet, 1),
                 };
                 if run >= min_tone && quiet >= min_gap {
-                    State::Active { digit: d, blocks: run, misses: 0 }
+                    State::Active {
+                        digit: d,
+                        blocks: run,
+                        misses: 0,
+                    }
                 } else {
-                    State::Idle { quiet, candidate: Some((d, run)) }
+                    State::Idle {
+                        quiet,
+                        candidate: Some((d, run)),
+                    }
                 }
             }
-            (State::Active { digit, blocks, .. }, Some(d)) if d == digit => {
-                State::Active { digit, blocks: blocks + 1, misses: 0 }
-            }
-            (State::Active { digit, blocks, misses }, _) => {
+            (State::Active { digit, blocks, .. }, Some(d)) if d == digit => State::Active {
+                digit,
+                blocks: blocks + 1,
+                misses: 0,
+            },
+            (
+                State::Active {
+                    digit,
+                    blocks,
+                    misses,
+                },
+                _,
+            ) => {
                 let misses = misses + 1;
                 if misses >= min_gap {
                     self.events.push_back(DtmfEvent {
@@ -211,9 +248,16 @@ impl InbandDetector {
                     });
                     // Another digit's tone right after is not a gap.
                     let quiet = if hit.is_some() { 0 } else { misses };
-                    State::Idle { quiet, candidate: hit.map(|d| (d, 1)) }
+                    State::Idle {
+                        quiet,
+                        candidate: hit.map(|d| (d, 1)),
+                    }
                 } else {
-                    State::Active { digit, blocks, misses }
+                    State::Active {
+                        digit,
+                        blocks,
+                        misses,
+                    }
                 }
             }
         };

@@ -50,7 +50,9 @@ fn digit(s: &str) -> Result<char, InfoDtmfError> {
         _ => {
             // Some gateways send the RFC 4733 event code: "10" for '*', "11" for '#'.
             match s.parse::<u8>() {
-                Ok(code) => super::digit_of(code).ok_or_else(|| InfoDtmfError::InvalidDigit(s.to_string())),
+                Ok(code) => {
+                    super::digit_of(code).ok_or_else(|| InfoDtmfError::InvalidDigit(s.to_string()))
+                }
                 Err(_) => Err(InfoDtmfError::InvalidDigit(s.to_string())),
             }
         }
@@ -63,13 +65,17 @@ pub fn parse_dtmf_relay(body: &str) -> Result<DtmfEvent, InfoDtmfError> {
     let mut signal = None;
     let mut duration = DEFAULT_DURATION;
     for line in body.lines() {
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let key = key.trim();
         if key.eq_ignore_ascii_case("signal") {
             signal = Some(digit(value)?);
         } else if key.eq_ignore_ascii_case("duration") {
             let v = value.trim();
-            let ms: u64 = v.parse().map_err(|_| InfoDtmfError::InvalidDuration(v.to_string()))?;
+            let ms: u64 = v
+                .parse()
+                .map_err(|_| InfoDtmfError::InvalidDuration(v.to_string()))?;
             if ms > 60_000 {
                 return Err(InfoDtmfError::InvalidDuration(v.to_string()));
             }
@@ -77,13 +83,21 @@ pub fn parse_dtmf_relay(body: &str) -> Result<DtmfEvent, InfoDtmfError> {
         }
     }
     let digit = signal.ok_or(InfoDtmfError::MissingSignal)?;
-    Ok(DtmfEvent { digit, duration, source: DtmfSource::Info })
+    Ok(DtmfEvent {
+        digit,
+        duration,
+        source: DtmfSource::Info,
+    })
 }
 
 /// Parses `application/dtmf`: the digit alone.
 pub fn parse_dtmf(body: &str) -> Result<DtmfEvent, InfoDtmfError> {
     let digit = digit(body)?;
-    Ok(DtmfEvent { digit, duration: DEFAULT_DURATION, source: DtmfSource::Info })
+    Ok(DtmfEvent {
+        digit,
+        duration: DEFAULT_DURATION,
+        source: DtmfSource::Info,
+    })
 }
 
 /// The `application/dtmf-relay` body for a digit.
@@ -91,7 +105,11 @@ pub fn build_dtmf_relay(digit: char, duration: Duration) -> Result<String, InfoD
     if event_code(digit).is_none() {
         return Err(InfoDtmfError::InvalidDigit(digit.to_string()));
     }
-    Ok(format!("Signal={}\r\nDuration={}\r\n", digit.to_ascii_uppercase(), duration.as_millis()))
+    Ok(format!(
+        "Signal={}\r\nDuration={}\r\n",
+        digit.to_ascii_uppercase(),
+        duration.as_millis()
+    ))
 }
 
 /// The `application/dtmf` body for a digit.
@@ -107,29 +125,69 @@ mod tests {
     use super::*;
 
     fn d(digit: char, ms: u64) -> DtmfEvent {
-        DtmfEvent { digit, duration: Duration::from_millis(ms), source: DtmfSource::Info }
+        DtmfEvent {
+            digit,
+            duration: Duration::from_millis(ms),
+            source: DtmfSource::Info,
+        }
     }
 
     #[test]
     fn dtmf_relay_bodies() {
-        assert_eq!(parse_body("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"), Ok(d('5', 160)));
-        assert_eq!(parse_body("Application/DTMF-Relay; charset=x", b"signal= #\nduration = 250"), Ok(d('#', 250)));
+        assert_eq!(
+            parse_body("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
+            Ok(d('5', 160))
+        );
+        assert_eq!(
+            parse_body(
+                "Application/DTMF-Relay; charset=x",
+                b"signal= #\nduration = 250"
+            ),
+            Ok(d('#', 250))
+        );
         assert_eq!(parse_dtmf_relay("Signal=*"), Ok(d('*', 160)));
-        assert_eq!(parse_dtmf_relay("Signal=11\r\nDuration=100"), Ok(d('#', 100)));
+        assert_eq!(
+            parse_dtmf_relay("Signal=11\r\nDuration=100"),
+            Ok(d('#', 100))
+        );
         assert_eq!(parse_dtmf_relay("Signal=a"), Ok(d('A', 160)));
-        assert_eq!(parse_dtmf_relay("Duration=160"), Err(InfoDtmfError::MissingSignal));
-        assert!(matches!(parse_dtmf_relay("Signal=55"), Err(InfoDtmfError::InvalidDigit(_))));
-        assert!(matches!(parse_dtmf_relay("Signal=X"), Err(InfoDtmfError::InvalidDigit(_))));
-        assert!(matches!(parse_dtmf_relay("Signal=1\nDuration=-4"), Err(InfoDtmfError::InvalidDuration(_))));
-        assert!(matches!(parse_dtmf_relay("Signal=1\nDuration=999999"), Err(InfoDtmfError::InvalidDuration(_))));
+        assert_eq!(
+            parse_dtmf_relay("Duration=160"),
+            Err(InfoDtmfError::MissingSignal)
+        );
+        assert!(matches!(
+            parse_dtmf_relay("Signal=55"),
+            Err(InfoDtmfError::InvalidDigit(_))
+        ));
+        assert!(matches!(
+            parse_dtmf_relay("Signal=X"),
+            Err(InfoDtmfError::InvalidDigit(_))
+        ));
+        assert!(matches!(
+            parse_dtmf_relay("Signal=1\nDuration=-4"),
+            Err(InfoDtmfError::InvalidDuration(_))
+        ));
+        assert!(matches!(
+            parse_dtmf_relay("Signal=1\nDuration=999999"),
+            Err(InfoDtmfError::InvalidDuration(_))
+        ));
     }
 
     #[test]
     fn dtmf_bodies_and_errors() {
         assert_eq!(parse_body("application/dtmf", b"5\r\n"), Ok(d('5', 160)));
-        assert!(matches!(parse_body("application/dtmf", b""), Err(InfoDtmfError::InvalidDigit(_))));
-        assert!(matches!(parse_body("text/plain", b"5"), Err(InfoDtmfError::NotDtmf(_))));
-        assert_eq!(parse_body("application/dtmf", &[0xFF, 0xFE]), Err(InfoDtmfError::NotText));
+        assert!(matches!(
+            parse_body("application/dtmf", b""),
+            Err(InfoDtmfError::InvalidDigit(_))
+        ));
+        assert!(matches!(
+            parse_body("text/plain", b"5"),
+            Err(InfoDtmfError::NotDtmf(_))
+        ));
+        assert_eq!(
+            parse_body("application/dtmf", &[0xFF, 0xFE]),
+            Err(InfoDtmfError::NotText)
+        );
     }
 
     #[test]
@@ -140,7 +198,10 @@ mod tests {
             let b = build_dtmf(c).expect("dtmf");
             assert_eq!(parse_body(DTMF, b.as_bytes()), Ok(d(c, 160)));
         }
-        assert_eq!(build_dtmf_relay('5', Duration::from_millis(160)).expect("relay"), "Signal=5\r\nDuration=160\r\n");
+        assert_eq!(
+            build_dtmf_relay('5', Duration::from_millis(160)).expect("relay"),
+            "Signal=5\r\nDuration=160\r\n"
+        );
         assert!(build_dtmf('x').is_err());
     }
 }

@@ -34,7 +34,9 @@ pub struct DtmfEvent {
 }
 
 /// The digits in RFC 4733 event-code order (codes 0..=15).
-pub const DIGITS: [char; 16] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D'];
+pub const DIGITS: [char; 16] = [
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D',
+];
 
 /// The RFC 4733 event code of a digit (`a`-`d` accepted as `A`-`D`).
 pub fn event_code(digit: char) -> Option<u8> {
@@ -51,7 +53,12 @@ pub fn digit_of(code: u8) -> Option<char> {
 pub fn frequencies(digit: char) -> Option<(f64, f64)> {
     const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
     const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    const KEYPAD: [[char; 4]; 4] = [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+    const KEYPAD: [[char; 4]; 4] = [
+        ['1', '2', '3', 'A'],
+        ['4', '5', '6', 'B'],
+        ['7', '8', '9', 'C'],
+        ['*', '0', '#', 'D'],
+    ];
     let d = digit.to_ascii_uppercase();
     for (r, row) in KEYPAD.iter().enumerate() {
         for (c, k) in row.iter().enumerate() {

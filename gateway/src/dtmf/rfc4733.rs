@@ -44,7 +44,12 @@ impl TelephoneEvent {
 
     pub fn to_bytes(self) -> [u8; 4] {
         let d = self.duration.to_be_bytes();
-        [self.event, (u8::from(self.end) << 7) | (self.volume & 0x3F), d[0], d[1]]
+        [
+            self.event,
+            (u8::from(self.end) << 7) | (self.volume & 0x3F),
+            d[0],
+            d[1],
+        ]
     }
 }
 
@@ -80,7 +85,14 @@ impl Rfc4733Receiver {
     /// `timeout`: how long after the last packet an unfinished event is
     /// reported anyway (packets come every 50 ms or so; 250 ms is safe).
     pub fn new(clock_rate: u32, timeout: Duration) -> Self {
-        Self { clock_rate, timeout, current: None, reported: [None; 4], reported_pos: 0, ready: VecDeque::new() }
+        Self {
+            clock_rate,
+            timeout,
+            current: None,
+            reported: [None; 4],
+            reported_pos: 0,
+            ready: VecDeque::new(),
+        }
     }
 
     fn was_reported(&self, ts: u32) -> bool {
@@ -92,7 +104,11 @@ impl Rfc4733Receiver {
         self.reported_pos = (self.reported_pos + 1) % self.reported.len();
         if let Some(digit) = digit_of(c.event) {
             let ms = u64::from(c.duration) * 1000 / u64::from(self.clock_rate.max(1));
-            self.ready.push_back(DtmfEvent { digit, duration: Duration::from_millis(ms), source: DtmfSource::Rfc4733 });
+            self.ready.push_back(DtmfEvent {
+                digit,
+                duration: Duration::from_millis(ms),
+                source: DtmfSource::Rfc4733,
+            });
         }
     }
 
@@ -105,7 +121,12 @@ impl Rfc4733Receiver {
     /// (possibly the previous one, if this packet shows its end packets
     /// were lost) come out of [`Rfc4733Receiver::poll_event`]. Events other
     /// than 0-15 are ignored.
-    pub fn handle_packet(&mut self, now: Instant, timestamp: u32, payload: &[u8]) -> Result<(), Rfc4733Error> {
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> Result<(), Rfc4733Error> {
         let ev = TelephoneEvent::parse(payload)?;
         if self.was_reported(timestamp) {
             return Ok(());
@@ -120,7 +141,12 @@ impl Rfc4733Receiver {
                 if let Some(p) = previous {
                     self.finish(p);
                 }
-                self.current = Some(Current { timestamp, event: ev.event, duration: ev.duration, last_seen: now });
+                self.current = Some(Current {
+                    timestamp,
+                    event: ev.event,
+                    duration: ev.duration,
+                    last_seen: now,
+                });
             }
         }
         if ev.end {
@@ -185,8 +211,17 @@ impl Rfc4733Sender {
         if duration < Duration::from_millis(10) || duration > Duration::from_secs(8) {
             return Err(Rfc4733Error::BadDuration(duration));
         }
-        let total = (duration.as_millis() as u64 * u64::from(clock_rate) / 1000).min(u64::from(u16::MAX)) as u16;
-        Ok(Self { event, volume: 10, total, step: samples_per_packet.max(1), start_samples, sent: 0, ends_left: 3 })
+        let total = (duration.as_millis() as u64 * u64::from(clock_rate) / 1000)
+            .min(u64::from(u16::MAX)) as u16;
+        Ok(Self {
+            event,
+            volume: 10,
+            total,
+            step: samples_per_packet.max(1),
+            start_samples,
+            sent: 0,
+            ends_left: 3,
+        })
     }
 
     /// The next packet, one per packet time; `None` when done.
@@ -201,8 +236,17 @@ impl Rfc4733Sender {
         }
         let marker = self.sent == 0;
         self.sent += 1;
-        let ev = TelephoneEvent { event: self.event, end, volume: self.volume, duration: elapsed };
-        Some(OutgoingEvent { marker, start_samples: self.start_samples, payload: ev.to_bytes() })
+        let ev = TelephoneEvent {
+            event: self.event,
+            end,
+            volume: self.volume,
+            duration: elapsed,
+        };
+        Some(OutgoingEvent {
+            marker,
+            start_samples: self.start_samples,
+            payload: ev.to_bytes(),
+        })
     }
 }
 
@@ -213,13 +257,19 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn packets(digit: char, ms: u64) -> Vec<OutgoingEvent> {
-        let mut s = Rfc4733Sender::new(digit, Duration::from_millis(ms), 8000, 160, 16000).expect("sender");
+        let mut s =
+            Rfc4733Sender::new(digit, Duration::from_millis(ms), 8000, 160, 16000).expect("sender");
         std::iter::from_fn(|| s.next_packet()).collect()
     }
 
     #[test]
     fn payload_round_trip() {
-        let e = TelephoneEvent { event: 11, end: true, volume: 10, duration: 1280 };
+        let e = TelephoneEvent {
+            event: 11,
+            end: true,
+            volume: 10,
+            duration: 1280,
+        };
         assert_eq!(e.to_bytes(), [11, 0x8A, 0x05, 0x00]);
         assert_eq!(TelephoneEvent::parse(&e.to_bytes()), Ok(e));
         assert!(TelephoneEvent::parse(&[1, 2, 3]).is_err());
@@ -232,15 +282,27 @@ mod tests {
         assert_eq!(p.len(), 7);
         assert!(p[0].marker && p[1..].iter().all(|x| !x.marker));
         assert!(p.iter().all(|x| x.start_samples == 16000));
-        let parsed: Vec<TelephoneEvent> = p.iter().map(|x| TelephoneEvent::parse(&x.payload).expect("ev")).collect();
-        assert_eq!(parsed.iter().map(|e| e.duration).collect::<Vec<_>>(), [160, 320, 480, 640, 800, 800, 800]);
+        let parsed: Vec<TelephoneEvent> = p
+            .iter()
+            .map(|x| TelephoneEvent::parse(&x.payload).expect("ev"))
+            .collect();
+        assert_eq!(
+            parsed.iter().map(|e| e.duration).collect::<Vec<_>>(),
+            [160, 320, 480, 640, 800, 800, 800]
+        );
         assert_eq!(parsed.iter().filter(|e| e.end).count(), 3);
         assert!(parsed.iter().all(|e| e.event == 5));
         assert!(Rfc4733Sender::new('x', 100 * MS, 8000, 160, 0).is_err());
         assert!(Rfc4733Sender::new('1', MS, 8000, 160, 0).is_err());
     }
 
-    fn feed(r: &mut Rfc4733Receiver, t0: Instant, ts: u32, pkts: &[OutgoingEvent], skip: &[usize]) -> Vec<DtmfEvent> {
+    fn feed(
+        r: &mut Rfc4733Receiver,
+        t0: Instant,
+        ts: u32,
+        pkts: &[OutgoingEvent],
+        skip: &[usize],
+    ) -> Vec<DtmfEvent> {
         let mut out = Vec::new();
         for (i, p) in pkts.iter().enumerate() {
             if skip.contains(&i) {
@@ -258,7 +320,14 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Rfc4733Receiver::new(8000, 250 * MS);
         let got = feed(&mut r, t0, 1000, &packets('#', 120), &[]);
-        assert_eq!(got, [DtmfEvent { digit: '#', duration: 120 * MS, source: DtmfSource::Rfc4733 }]);
+        assert_eq!(
+            got,
+            [DtmfEvent {
+                digit: '#',
+                duration: 120 * MS,
+                source: DtmfSource::Rfc4733
+            }]
+        );
         assert_eq!(r.poll_timeout(), None);
         // A late retransmission of the end packet is still a duplicate.
         let again = feed(&mut r, t0, 1000, &packets('#', 120)[6..], &[]);
@@ -298,7 +367,13 @@ mod tests {
     fn unknown_events_are_not_digits() {
         let t0 = Instant::now();
         let mut r = Rfc4733Receiver::new(8000, 250 * MS);
-        let flash = TelephoneEvent { event: 16, end: true, volume: 10, duration: 800 }.to_bytes();
+        let flash = TelephoneEvent {
+            event: 16,
+            end: true,
+            volume: 10,
+            duration: 800,
+        }
+        .to_bytes();
         assert_eq!(r.handle_packet(t0, 1, &flash), Ok(()));
         assert_eq!(r.poll_event(), None);
         assert!(r.handle_packet(t0, 1, &[1]).is_err());

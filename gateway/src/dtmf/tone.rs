@@ -32,7 +32,12 @@ pub struct ToneGenerator {
 }
 
 impl ToneGenerator {
-    pub fn new(digit: char, sample_rate: u32, tone: Duration, gap: Duration) -> Result<Self, ToneError> {
+    pub fn new(
+        digit: char,
+        sample_rate: u32,
+        tone: Duration,
+        gap: Duration,
+    ) -> Result<Self, ToneError> {
         let (low, high) = frequencies(digit).ok_or(ToneError::InvalidDigit(digit))?;
         if sample_rate < 4000 {
             return Err(ToneError::BadSampleRate(sample_rate));
@@ -86,13 +91,22 @@ mod tests {
 
     #[test]
     fn tone_then_gap_then_done() {
-        let mut g = ToneGenerator::new('1', 8000, Duration::from_millis(40), Duration::from_millis(20)).expect("tone");
+        let mut g = ToneGenerator::new(
+            '1',
+            8000,
+            Duration::from_millis(40),
+            Duration::from_millis(20),
+        )
+        .expect("tone");
         let mut buf = [0i16; 160];
         g.fill(&mut buf);
         assert!(buf.iter().any(|s| s.unsigned_abs() > 5000));
         assert!(!g.is_done());
         g.fill(&mut buf);
-        assert!(buf.iter().any(|s| s.unsigned_abs() > 5000), "second half of the tone");
+        assert!(
+            buf.iter().any(|s| s.unsigned_abs() > 5000),
+            "second half of the tone"
+        );
         assert!(!g.is_done(), "the gap is still to come");
         g.fill(&mut buf);
         assert!(buf.iter().all(|s| *s == 0), "the gap");

@@ -54,7 +54,10 @@ impl Bridge {
         let from_b = b.subscribe_audio();
         let playback_on_b = b.start_playback(Box::new(ChannelSource::new(from_a)))?;
         let playback_on_a = a.start_playback(Box::new(ChannelSource::new(from_b)))?;
-        Ok(Self { playback_on_a, playback_on_b })
+        Ok(Self {
+            playback_on_a,
+            playback_on_b,
+        })
     }
 
     /// Stops relaying: both playbacks end at their next packet time and the
@@ -75,12 +78,18 @@ mod tests {
         let mut src = ChannelSource::new(rx);
         assert_eq!(src.next_frame(), Some(AudioFrame::silence(8000)));
         for i in 0..6 {
-            tx.try_send(AudioFrame { samples: vec![i; 160], sample_rate: 8000 }).expect("send");
+            tx.try_send(AudioFrame {
+                samples: vec![i; 160],
+                sample_rate: 8000,
+            })
+            .expect("send");
         }
         // Oldest frames beyond the limit are dropped.
         assert_eq!(src.next_frame().map(|f| f.samples[0]), Some(3));
         drop(tx);
-        let rest: Vec<i16> = std::iter::from_fn(|| src.next_frame()).map(|f| f.samples[0]).collect();
+        let rest: Vec<i16> = std::iter::from_fn(|| src.next_frame())
+            .map(|f| f.samples[0])
+            .collect();
         assert_eq!(rest, [4, 5]);
     }
 }

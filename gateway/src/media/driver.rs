@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use super::{AudioFrame, Command, DtmfMode, FrameSource, MediaConfig, MediaError, MediaEvent, MediaParams, MediaStats, PlaybackId};
+use super::{
+    AudioFrame, Command, DtmfMode, FrameSource, MediaConfig, MediaError, MediaEvent, MediaParams,
+    MediaStats, PlaybackId,
+};
 use crate::clock;
 use crate::codec::Codec;
 use crate::dtmf::goertzel::InbandDetector;
@@ -17,7 +20,10 @@ use crate::dtmf::tone::ToneGenerator;
 use crate::dtmf::DtmfEvent;
 use crate::metrics::{self, DropLabel, DropReason};
 use crate::rtp::jitter::JitterConfig;
-use crate::rtp::{self, JitterBuffer, Pacer, PacerTick, PortLease, ReceiveOutcome, RtcpSession, RtpReceiver, RtpSender};
+use crate::rtp::{
+    self, JitterBuffer, Pacer, PacerTick, PortLease, ReceiveOutcome, RtcpSession, RtpReceiver,
+    RtpSender,
+};
 
 const FRAME: Duration = Duration::from_millis(20);
 const FRAME_SAMPLES: usize = 160;
@@ -28,7 +34,9 @@ const INBAND_GAP: Duration = Duration::from_millis(60);
 const BIND_ATTEMPTS: usize = 16;
 
 /// Leases a port pair and binds RTP and RTCP on it.
-pub(super) async fn bind_pair(cfg: &MediaConfig) -> Result<(UdpSocket, UdpSocket, PortLease), MediaError> {
+pub(super) async fn bind_pair(
+    cfg: &MediaConfig,
+) -> Result<(UdpSocket, UdpSocket, PortLease), MediaError> {
     // Leases of ports we could not bind are held until we are done, so
     // the allocator hands out a different one each try.
     let mut taken = Vec::new();
@@ -40,7 +48,10 @@ pub(super) async fn bind_pair(cfg: &MediaConfig) -> Result<(UdpSocket, UdpSocket
         match (rtp, rtcp) {
             (Ok(a), Ok(b)) => return Ok((a, b, lease)),
             (Err(e), _) | (_, Err(e)) => {
-                last_err = Some(MediaError::Bind { port: lease.rtp_port(), source: e });
+                last_err = Some(MediaError::Bind {
+                    port: lease.rtp_port(),
+                    source: e,
+                });
                 taken.push(lease);
             }
         }
@@ -112,7 +123,11 @@ impl Driver {
         events: mpsc::UnboundedSender<MediaEvent>,
         stats_tx: watch::Sender<MediaStats>,
     ) -> Self {
-        let detector = if cfg.inband_dtmf { InbandDetector::new(CLOCK_RATE).ok() } else { None };
+        let detector = if cfg.inband_dtmf {
+            InbandDetector::new(CLOCK_RATE).ok()
+        } else {
+            None
+        };
         Self {
             cfg,
             rtp,
@@ -171,7 +186,9 @@ impl Driver {
             self.handle_timers(now);
         }
         if let Some((id, _)) = self.playback.take() {
-            let _ = self.events.send(MediaEvent::PlaybackFinished { id, stopped: true });
+            let _ = self
+                .events
+                .send(MediaEvent::PlaybackFinished { id, stopped: true });
         }
     }
 
@@ -205,7 +222,10 @@ impl Driver {
             Command::Start(params) => self.start(now, params),
             Command::Play { id, source } => {
                 if let Some((old, _)) = self.playback.replace((id, source)) {
-                    self.emit(MediaEvent::PlaybackFinished { id: old, stopped: true });
+                    self.emit(MediaEvent::PlaybackFinished {
+                        id: old,
+                        stopped: true,
+                    });
                 }
             }
             Command::StopPlayback => {
@@ -214,7 +234,11 @@ impl Driver {
                 }
             }
             Command::Subscribe(tx) => self.subscriber = Some(tx),
-            Command::Dtmf { digit, duration, mode } => self.dtmf_queue.push_back((digit, duration, mode)),
+            Command::Dtmf {
+                digit,
+                duration,
+                mode,
+            } => self.dtmf_queue.push_back((digit, duration, mode)),
             Command::Close => {}
         }
     }
@@ -226,9 +250,9 @@ impl Driver {
                     params,
                     pacer: Pacer::new(now, FRAME, FRAME_SAMPLES as u64),
                     receiver: RtpReceiver::new(CLOCK_RATE, now),
-                    jitter: JitterBuffer::new(JitterConfig::with_depth(Duration::from_millis(u64::from(
-                        self.cfg.jitter_depth_ms.max(20),
-                    )))),
+                    jitter: JitterBuffer::new(JitterConfig::with_depth(Duration::from_millis(
+                        u64::from(self.cfg.jitter_depth_ms.max(20)),
+                    ))),
                     rtcp: RtcpSession::new(
                         now,
                         rtp::rtcp::DEFAULT_INTERVAL,
@@ -267,7 +291,11 @@ impl Driver {
             Ok(p) => p,
             Err(_) => {
                 self.stats.packets_malformed += 1;
-                m.rtp_dropped_total.get_or_create(&DropLabel { reason: DropReason::RtpMalformed }).inc();
+                m.rtp_dropped_total
+                    .get_or_create(&DropLabel {
+                        reason: DropReason::RtpMalformed,
+                    })
+                    .inc();
                 return;
             }
         };
@@ -285,7 +313,13 @@ impl Driver {
         } else {
             Codec::from_payload_type(pt)
         };
-        match r.receiver.handle_packet(now, from, &packet.header, packet.payload.len(), codec.is_some()) {
+        match r.receiver.handle_packet(
+            now,
+            from,
+            &packet.header,
+            packet.payload.len(),
+            codec.is_some(),
+        ) {
             ReceiveOutcome::Accepted { ext_seq, .. } => {
                 m.rtp_packets_rx_total.inc();
                 r.last_rx = now;
@@ -299,7 +333,11 @@ impl Driver {
                     r.jitter.handle_packet(now, ext_seq, &self.pcm);
                 } else if is_dtmf && self.cfg.rfc4733 {
                     self.rfc_seen = true;
-                    if self.rfc_rx.handle_packet(now, packet.header.timestamp, packet.payload).is_err() {
+                    if self
+                        .rfc_rx
+                        .handle_packet(now, packet.header.timestamp, packet.payload)
+                        .is_err()
+                    {
                         self.stats.packets_malformed += 1;
                     }
                     while let Some(d) = self.rfc_rx.poll_event() {
@@ -308,7 +346,11 @@ impl Driver {
                 }
             }
             ReceiveOutcome::UnknownSource => {
-                m.rtp_dropped_total.get_or_create(&DropLabel { reason: DropReason::RtpUnknownSource }).inc();
+                m.rtp_dropped_total
+                    .get_or_create(&DropLabel {
+                        reason: DropReason::RtpUnknownSource,
+                    })
+                    .inc();
             }
             ReceiveOutcome::Probation => {}
         }
@@ -364,7 +406,9 @@ impl Driver {
     /// Fills `self.frame` from the playback, or silence.
     fn pull_playback(&mut self) {
         self.frame = [0; FRAME_SAMPLES];
-        let Some((id, source)) = self.playback.as_mut() else { return };
+        let Some((id, source)) = self.playback.as_mut() else {
+            return;
+        };
         let id = *id;
         let ratio = (source.sample_rate() / CLOCK_RATE).max(1) as usize;
         match source.next_frame() {
@@ -388,7 +432,8 @@ impl Driver {
 
     fn send_tick(&mut self, tick: PacerTick) {
         let m = metrics::global();
-        m.rtp_pacing_jitter_ms.observe(tick.lateness.as_secs_f64() * 1000.0);
+        m.rtp_pacing_jitter_ms
+            .observe(tick.lateness.as_secs_f64() * 1000.0);
         self.ticks += 1;
         self.pull_playback();
         let Some(r) = self.run.as_mut() else { return };
@@ -399,14 +444,18 @@ impl Driver {
         if self.dtmf_out.is_none() {
             if let Some((digit, duration, mode)) = self.dtmf_queue.pop_front() {
                 self.dtmf_out = match mode {
-                    DtmfMode::Rfc4733 => {
-                        Rfc4733Sender::new(digit, duration, CLOCK_RATE, FRAME_SAMPLES as u16, tick.media_samples)
-                            .ok()
-                            .map(Outgoing::Rfc4733)
-                    }
-                    DtmfMode::Inband => {
-                        ToneGenerator::new(digit, CLOCK_RATE, duration, INBAND_GAP).ok().map(Outgoing::Tone)
-                    }
+                    DtmfMode::Rfc4733 => Rfc4733Sender::new(
+                        digit,
+                        duration,
+                        CLOCK_RATE,
+                        FRAME_SAMPLES as u16,
+                        tick.media_samples,
+                    )
+                    .ok()
+                    .map(Outgoing::Rfc4733),
+                    DtmfMode::Inband => ToneGenerator::new(digit, CLOCK_RATE, duration, INBAND_GAP)
+                        .ok()
+                        .map(Outgoing::Tone),
                 };
             }
         }
@@ -422,7 +471,13 @@ impl Driver {
         }
         let written = if let Some(Outgoing::Rfc4733(s)) = self.dtmf_out.as_mut() {
             match (s.next_packet(), params.dtmf_payload_type) {
-                (Some(p), Some(pt)) => Some(self.sender.write_packet(pt, p.marker, p.start_samples, &p.payload, &mut self.out)),
+                (Some(p), Some(pt)) => Some(self.sender.write_packet(
+                    pt,
+                    p.marker,
+                    p.start_samples,
+                    &p.payload,
+                    &mut self.out,
+                )),
                 _ => {
                     self.dtmf_out = None;
                     self.talkspurt = true;
@@ -438,7 +493,13 @@ impl Driver {
                 self.payload.clear();
                 params.codec.encode(&self.frame, &mut self.payload);
                 let marker = std::mem::take(&mut self.talkspurt);
-                self.sender.write_packet(params.payload_type, marker, tick.media_samples, &self.payload, &mut self.out)
+                self.sender.write_packet(
+                    params.payload_type,
+                    marker,
+                    tick.media_samples,
+                    &self.payload,
+                    &mut self.out,
+                )
             }
         };
         if written.is_ok() && self.rtp.try_send_to(&self.out, target).is_ok() {
@@ -460,9 +521,14 @@ impl Driver {
                 }
             }
             if let Some(tx) = &self.subscriber {
-                match tx.try_send(AudioFrame { samples: samples.to_vec(), sample_rate: CLOCK_RATE }) {
+                match tx.try_send(AudioFrame {
+                    samples: samples.to_vec(),
+                    sample_rate: CLOCK_RATE,
+                }) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => self.stats.frames_dropped_subscriber += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.stats.frames_dropped_subscriber += 1
+                    }
                     Err(mpsc::error::TrySendError::Closed(_)) => self.subscriber = None,
                 }
             }
@@ -472,14 +538,26 @@ impl Driver {
     fn send_rtcp(&mut self, now: Instant) {
         let Some(r) = self.run.as_mut() else { return };
         let rtp_now = self.sender.rtp_timestamp(r.media_samples);
-        match r.rtcp.poll_report(now, clock::wall_now(), rtp_now, &self.sender, &mut r.receiver, &mut self.out) {
+        match r.rtcp.poll_report(
+            now,
+            clock::wall_now(),
+            rtp_now,
+            &self.sender,
+            &mut r.receiver,
+            &mut self.out,
+        ) {
             Ok(true) => {
-                let target = r
-                    .rtcp_remote
-                    .unwrap_or_else(|| SocketAddr::new(r.params.remote.ip(), r.params.remote.port().saturating_add(1)));
+                let target = r.rtcp_remote.unwrap_or_else(|| {
+                    SocketAddr::new(
+                        r.params.remote.ip(),
+                        r.params.remote.port().saturating_add(1),
+                    )
+                });
                 let _ = self.rtcp.try_send_to(&self.out, target);
                 if r.receiver.ssrc().is_some() {
-                    metrics::global().rtp_jitter_ms.observe(r.receiver.jitter_ms());
+                    metrics::global()
+                        .rtp_jitter_ms
+                        .observe(r.receiver.jitter_ms());
                 }
             }
             Ok(false) => {}
@@ -509,7 +587,9 @@ impl Driver {
             s.pacing_p99_ms = ms(r.pacer.lateness_percentile(99.0));
         }
         if rx.lost > self.lost_reported {
-            metrics::global().rtp_packets_lost_total.inc_by(rx.lost - self.lost_reported);
+            metrics::global()
+                .rtp_packets_lost_total
+                .inc_by(rx.lost - self.lost_reported);
             self.lost_reported = rx.lost;
         }
         self.stats_tx.send_replace(self.stats);

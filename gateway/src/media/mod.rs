@@ -75,7 +75,14 @@ pub struct MediaConfig {
 impl MediaConfig {
     /// Defaults: 60 ms jitter buffer, 30 s RTP timeout, both DTMF kinds on.
     pub fn new(local_ip: IpAddr, ports: Arc<PortAllocator>) -> Self {
-        Self { local_ip, ports, jitter_depth_ms: 60, rtp_timeout: Duration::from_secs(30), inband_dtmf: true, rfc4733: true }
+        Self {
+            local_ip,
+            ports,
+            jitter_depth_ms: 60,
+            rtp_timeout: Duration::from_secs(30),
+            inband_dtmf: true,
+            rfc4733: true,
+        }
     }
 }
 
@@ -128,7 +135,10 @@ pub enum MediaEvent {
     Dtmf(DtmfEvent),
     /// A playback reached its end (`stopped == false`), was stopped, or was
     /// replaced by a newer one (`stopped == true`).
-    PlaybackFinished { id: PlaybackId, stopped: bool },
+    PlaybackFinished {
+        id: PlaybackId,
+        stopped: bool,
+    },
     /// No RTP for [`MediaConfig::rtp_timeout`] while receiving. Reported
     /// once; [`MediaEvent::RtpResumed`] follows if packets come back.
     RtpTimeout,
@@ -192,10 +202,17 @@ pub enum MediaError {
 /// A command from the handle to the driver.
 enum Command {
     Start(MediaParams),
-    Play { id: PlaybackId, source: Box<dyn FrameSource> },
+    Play {
+        id: PlaybackId,
+        source: Box<dyn FrameSource>,
+    },
     StopPlayback,
     Subscribe(mpsc::Sender<AudioFrame>),
-    Dtmf { digit: char, duration: Duration, mode: DtmfMode },
+    Dtmf {
+        digit: char,
+        duration: Duration,
+        mode: DtmfMode,
+    },
     Close,
 }
 
@@ -211,7 +228,9 @@ pub struct MediaSession {
 
 impl std::fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaSession").field("local_addr", &self.local_addr).finish_non_exhaustive()
+        f.debug_struct("MediaSession")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -220,7 +239,10 @@ impl MediaSession {
     /// be called inside a tokio runtime.
     pub async fn bind(cfg: MediaConfig) -> Result<Self, MediaError> {
         let (rtp, rtcp, lease) = driver::bind_pair(&cfg).await?;
-        let local_addr = rtp.local_addr().map_err(|source| MediaError::Bind { port: lease.rtp_port(), source })?;
+        let local_addr = rtp.local_addr().map_err(|source| MediaError::Bind {
+            port: lease.rtp_port(),
+            source,
+        })?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::unbounded_channel();
         let (stats_tx, stats) = watch::channel(MediaStats::default());
@@ -306,7 +328,12 @@ impl MediaSession {
     }
 
     /// Sends one digit. Digits queue behind one another.
-    pub fn send_dtmf(&self, digit: char, duration: Duration, mode: DtmfMode) -> Result<(), MediaError> {
+    pub fn send_dtmf(
+        &self,
+        digit: char,
+        duration: Duration,
+        mode: DtmfMode,
+    ) -> Result<(), MediaError> {
         if crate::dtmf::event_code(digit).is_none() {
             return Err(MediaError::InvalidDigit(digit));
         }
@@ -314,7 +341,11 @@ impl MediaSession {
         if mode == DtmfMode::Rfc4733 && params.dtmf_payload_type.is_none() {
             return Err(MediaError::NoTelephoneEvent);
         }
-        self.send(Command::Dtmf { digit, duration, mode })
+        self.send(Command::Dtmf {
+            digit,
+            duration,
+            mode,
+        })
     }
 
     /// The latest counters (refreshed every packet time).

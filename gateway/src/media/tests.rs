@@ -17,11 +17,15 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// the same port.
 fn ports() -> Arc<PortAllocator> {
     static POOL: OnceLock<Arc<PortAllocator>> = OnceLock::new();
-    POOL.get_or_init(|| PortAllocator::new(41000..=41999).expect("range")).clone()
+    POOL.get_or_init(|| PortAllocator::new(41000..=41999).expect("range"))
+        .clone()
 }
 
 fn config() -> MediaConfig {
-    MediaConfig { jitter_depth_ms: 40, ..MediaConfig::new(LOCAL, ports()) }
+    MediaConfig {
+        jitter_depth_ms: 40,
+        ..MediaConfig::new(LOCAL, ports())
+    }
 }
 
 /// A 1 kHz tone source of `frames` frames.
@@ -45,10 +49,15 @@ impl FrameSource for Tone {
         let samples = (0..len)
             .map(|_| {
                 self.n += 1;
-                (10000.0 * (std::f64::consts::TAU * 1000.0 * self.n as f64 / f64::from(self.rate)).sin()) as i16
+                (10000.0
+                    * (std::f64::consts::TAU * 1000.0 * self.n as f64 / f64::from(self.rate)).sin())
+                    as i16
             })
             .collect();
-        Some(AudioFrame { samples, sample_rate: self.rate })
+        Some(AudioFrame {
+            samples,
+            sample_rate: self.rate,
+        })
     }
 }
 
@@ -75,8 +84,10 @@ fn tone_share(samples: &[i16]) -> f64 {
 async fn pair(codec_a: Codec, codec_b: Codec) -> (MediaSession, MediaSession) {
     let a = MediaSession::bind(config()).await.expect("bind a");
     let b = MediaSession::bind(config()).await.expect("bind b");
-    a.start(MediaParams::new(b.local_addr(), codec_a)).expect("start a");
-    b.start(MediaParams::new(a.local_addr(), codec_b)).expect("start b");
+    a.start(MediaParams::new(b.local_addr(), codec_a))
+        .expect("start a");
+    b.start(MediaParams::new(a.local_addr(), codec_b))
+        .expect("start b");
     (a, b)
 }
 
@@ -97,7 +108,10 @@ async fn count_tone_frames(rx: &mut mpsc::Receiver<AudioFrame>, d: Duration) -> 
     (all, tone)
 }
 
-async fn next_dtmf(events: &mut mpsc::UnboundedReceiver<MediaEvent>, d: Duration) -> Option<DtmfEvent> {
+async fn next_dtmf(
+    events: &mut mpsc::UnboundedReceiver<MediaEvent>,
+    d: Duration,
+) -> Option<DtmfEvent> {
     timeout(d, async {
         loop {
             match events.recv().await {
@@ -119,14 +133,25 @@ async fn a_tone_played_on_one_side_is_heard_on_the_other() {
         let mut heard = b.subscribe_audio();
         let mut a_events = a.take_events().expect("events");
         assert!(a.take_events().is_none());
-        let id = a.start_playback(Box::new(Tone { n: 0, frames: 25, rate: 8000 })).expect("play");
+        let id = a
+            .start_playback(Box::new(Tone {
+                n: 0,
+                frames: 25,
+                rate: 8000,
+            }))
+            .expect("play");
         let (all, tone) = count_tone_frames(&mut heard, Duration::from_millis(900)).await;
         assert!(all >= 35, "{codec:?}: only {all} frames in 900 ms");
         // 25 frames played; allow edges to be lost to the encoder warm-up.
-        assert!((22..=26).contains(&tone), "{codec:?}: {tone} tone frames of {all}");
+        assert!(
+            (22..=26).contains(&tone),
+            "{codec:?}: {tone} tone frames of {all}"
+        );
         let fin = timeout(Duration::from_secs(1), async {
             loop {
-                if let Some(MediaEvent::PlaybackFinished { id: done, stopped }) = a_events.recv().await {
+                if let Some(MediaEvent::PlaybackFinished { id: done, stopped }) =
+                    a_events.recv().await
+                {
                     return (done, stopped);
                 }
             }
@@ -157,9 +182,13 @@ async fn silence_is_sent_when_nothing_plays_and_nothing_on_hold() {
     let on_hold = b.stats().packets_rx;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(b.stats().packets_rx <= on_hold + 1, "no RTP on hold");
-    a.update(MediaParams::new(b.local_addr(), Codec::Pcmu)).expect("resume");
+    a.update(MediaParams::new(b.local_addr(), Codec::Pcmu))
+        .expect("resume");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(b.stats().packets_rx >= on_hold + 5, "RTP again after resume");
+    assert!(
+        b.stats().packets_rx >= on_hold + 5,
+        "RTP again after resume"
+    );
 }
 
 #[tokio::test]
@@ -171,12 +200,18 @@ async fn rtp_timeout_is_reported_once_and_resumes() {
     let mut hold = MediaParams::new(b.local_addr(), Codec::Pcmu);
     hold.send = false;
     a.start(hold).expect("a");
-    b.start(MediaParams::new(a.local_addr(), Codec::Pcmu)).expect("b");
+    b.start(MediaParams::new(a.local_addr(), Codec::Pcmu))
+        .expect("b");
     let mut ev = b.take_events().expect("events");
-    let got = timeout(Duration::from_secs(2), ev.recv()).await.expect("timeout event");
+    let got = timeout(Duration::from_secs(2), ev.recv())
+        .await
+        .expect("timeout event");
     assert_eq!(got, Some(MediaEvent::RtpTimeout));
-    a.update(MediaParams::new(b.local_addr(), Codec::Pcmu)).expect("send");
-    let got = timeout(Duration::from_secs(2), ev.recv()).await.expect("resumed event");
+    a.update(MediaParams::new(b.local_addr(), Codec::Pcmu))
+        .expect("send");
+    let got = timeout(Duration::from_secs(2), ev.recv())
+        .await
+        .expect("resumed event");
     assert_eq!(got, Some(MediaEvent::RtpResumed));
 }
 
@@ -185,19 +220,32 @@ async fn rfc4733_digits_end_to_end() {
     let (a, b) = pair(Codec::Pcmu, Codec::Pcmu).await;
     let mut ev = b.take_events().expect("events");
     for d in ['1', '#', '9', 'D'] {
-        a.send_dtmf(d, Duration::from_millis(100), DtmfMode::Rfc4733).expect("send");
+        a.send_dtmf(d, Duration::from_millis(100), DtmfMode::Rfc4733)
+            .expect("send");
     }
     let mut got = Vec::new();
     for _ in 0..4 {
-        got.push(next_dtmf(&mut ev, Duration::from_secs(2)).await.expect("digit"));
+        got.push(
+            next_dtmf(&mut ev, Duration::from_secs(2))
+                .await
+                .expect("digit"),
+        );
     }
     assert_eq!(got.iter().map(|e| e.digit).collect::<String>(), "1#9D");
     for e in &got {
         assert_eq!(e.source, DtmfSource::Rfc4733);
         assert_eq!(e.duration, Duration::from_millis(100));
     }
-    assert!(next_dtmf(&mut ev, Duration::from_millis(400)).await.is_none(), "end packets deduped");
-    assert!(matches!(a.send_dtmf('x', Duration::from_millis(100), DtmfMode::Rfc4733), Err(MediaError::InvalidDigit('x'))));
+    assert!(
+        next_dtmf(&mut ev, Duration::from_millis(400))
+            .await
+            .is_none(),
+        "end packets deduped"
+    );
+    assert!(matches!(
+        a.send_dtmf('x', Duration::from_millis(100), DtmfMode::Rfc4733),
+        Err(MediaError::InvalidDigit('x'))
+    ));
 }
 
 #[tokio::test]
@@ -206,11 +254,14 @@ async fn inband_digits_end_to_end() {
         let (a, b) = pair(codec, codec).await;
         let mut ev = b.take_events().expect("events");
         for d in ['7', '0', '*'] {
-            a.send_dtmf(d, Duration::from_millis(80), DtmfMode::Inband).expect("send");
+            a.send_dtmf(d, Duration::from_millis(80), DtmfMode::Inband)
+                .expect("send");
         }
         let mut got = String::new();
         for _ in 0..3 {
-            let e = next_dtmf(&mut ev, Duration::from_secs(2)).await.expect("digit");
+            let e = next_dtmf(&mut ev, Duration::from_secs(2))
+                .await
+                .expect("digit");
             assert_eq!(e.source, DtmfSource::Inband);
             assert!(e.duration >= Duration::from_millis(60), "{:?}", e.duration);
             got.push(e.digit);
@@ -225,18 +276,30 @@ async fn latches_onto_the_real_source_and_ignores_strangers() {
     let b = MediaSession::bind(config()).await.expect("b");
     // B believes (from SDP) that A is at a dead loopback port.
     let wrong: SocketAddr = (LOCAL, 9).into();
-    a.start(MediaParams::new(b.local_addr(), Codec::Pcmu)).expect("a");
+    a.start(MediaParams::new(b.local_addr(), Codec::Pcmu))
+        .expect("a");
     b.start(MediaParams::new(wrong, Codec::Pcmu)).expect("b");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A stranger sends valid RTP and garbage to B.
-    let stranger = tokio::net::UdpSocket::bind((LOCAL, 0)).await.expect("stranger");
+    let stranger = tokio::net::UdpSocket::bind((LOCAL, 0))
+        .await
+        .expect("stranger");
     let mut out = Vec::new();
     for seq in 0..5u16 {
-        let h = OutgoingHeader { payload_type: 0, marker: false, sequence_number: seq, timestamp: 0, ssrc: 99 };
+        let h = OutgoingHeader {
+            payload_type: 0,
+            marker: false,
+            sequence_number: seq,
+            timestamp: 0,
+            ssrc: 99,
+        };
         packet::write(&h, &[0u8; 160], &mut out).expect("write");
         stranger.send_to(&out, b.local_addr()).await.expect("send");
     }
-    stranger.send_to(&[1, 2, 3], b.local_addr()).await.expect("send");
+    stranger
+        .send_to(&[1, 2, 3], b.local_addr())
+        .await
+        .expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sb = b.stats();
     assert_eq!(sb.latched_remote, Some(a.local_addr()));
@@ -256,8 +319,18 @@ async fn a_bridge_relays_audio_and_transcodes() {
     let bridge = MediaSession::bridge(&b1, &b2).expect("bridge");
     let mut at_c = c.subscribe_audio();
     let mut at_a = a.subscribe_audio();
-    a.start_playback(Box::new(Tone { n: 0, frames: 30, rate: 16000 })).expect("play on a");
-    c.start_playback(Box::new(Tone { n: 0, frames: 30, rate: 8000 })).expect("play on c");
+    a.start_playback(Box::new(Tone {
+        n: 0,
+        frames: 30,
+        rate: 16000,
+    }))
+    .expect("play on a");
+    c.start_playback(Box::new(Tone {
+        n: 0,
+        frames: 30,
+        rate: 8000,
+    }))
+    .expect("play on c");
     let ((_, tone_c), (_, tone_a)) = tokio::join!(
         count_tone_frames(&mut at_c, Duration::from_millis(1200)),
         count_tone_frames(&mut at_a, Duration::from_millis(1200))
@@ -273,7 +346,10 @@ async fn closing_gives_the_port_back() {
     let cfg = MediaConfig::new(LOCAL, pool.clone());
     let s = MediaSession::bind(cfg.clone()).await.expect("first");
     let t = MediaSession::bind(cfg.clone()).await.expect("second");
-    assert!(matches!(MediaSession::bind(cfg.clone()).await, Err(MediaError::Ports(PortError::Exhausted { .. }))));
+    assert!(matches!(
+        MediaSession::bind(cfg.clone()).await,
+        Err(MediaError::Ports(PortError::Exhausted { .. }))
+    ));
     s.close();
     drop(t);
     timeout(Duration::from_secs(1), async {
@@ -283,7 +359,10 @@ async fn closing_gives_the_port_back() {
     })
     .await
     .expect("ports released");
-    assert!(matches!(s.start(MediaParams::new((LOCAL, 9).into(), Codec::Pcmu)), Err(MediaError::Closed) | Ok(())));
+    assert!(matches!(
+        s.start(MediaParams::new((LOCAL, 9).into(), Codec::Pcmu)),
+        Err(MediaError::Closed) | Ok(())
+    ));
     let mut p = MediaParams::new((LOCAL, 9).into(), Codec::Pcmu);
     p.ptime_ms = 30;
     let u = MediaSession::bind(cfg).await.expect("again");

@@ -29,7 +29,13 @@ pub struct JitterConfig {
 impl JitterConfig {
     /// A buffer of `depth` for 20 ms packets.
     pub fn with_depth(depth: Duration) -> Self {
-        Self { depth, frame: Duration::from_millis(20), capacity: 32, conceal_frames: 3, idle_after_frames: 10 }
+        Self {
+            depth,
+            frame: Duration::from_millis(20),
+            capacity: 32,
+            conceal_frames: 3,
+            idle_after_frames: 10,
+        }
     }
 
     fn depth_frames(&self) -> usize {
@@ -275,7 +281,11 @@ mod tests {
 
     /// Sends packets `0..n` every 20 ms (with per-packet extra delays and
     /// drops), polls playout every 1 ms and returns what was played.
-    fn run(depth_ms: u64, n: u64, delay_ms: impl Fn(u64) -> Option<Vec<u64>>) -> (Vec<String>, JitterStats) {
+    fn run(
+        depth_ms: u64,
+        n: u64,
+        delay_ms: impl Fn(u64) -> Option<Vec<u64>>,
+    ) -> (Vec<String>, JitterStats) {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::with_depth(Duration::from_millis(depth_ms)));
         let mut arrivals: Vec<(u64, u64)> = Vec::new();
@@ -340,7 +350,9 @@ mod tests {
 
     #[test]
     fn duplicates_are_played_once() {
-        let (out, stats) = run(40, 30, |s| Some(if s % 3 == 0 { vec![0, 5, 10] } else { vec![0] }));
+        let (out, stats) = run(40, 30, |s| {
+            Some(if s % 3 == 0 { vec![0, 5, 10] } else { vec![0] })
+        });
         assert_eq!(out, seqs(0..30));
         assert_eq!(stats.duplicates, 20);
     }
@@ -348,7 +360,13 @@ mod tests {
     #[test]
     fn losses_are_concealed_then_silenced() {
         // Lose 10, and 20..=24 (a 100 ms burst).
-        let (out, stats) = run(40, 40, |s| if s == 10 || (20..25).contains(&s) { None } else { Some(vec![0]) });
+        let (out, stats) = run(40, 40, |s| {
+            if s == 10 || (20..25).contains(&s) {
+                None
+            } else {
+                Some(vec![0])
+            }
+        });
         let mut expect = seqs(0..10);
         expect.push("c".into());
         expect.extend(seqs(11..20));
@@ -366,9 +384,19 @@ mod tests {
         let mut jb = JitterBuffer::new(JitterConfig::with_depth(20 * MS));
         jb.handle_packet(t0, 0, &[800; 160]);
         jb.handle_packet(t0, 3, &[0; 160]);
-        assert_eq!(jb.poll_output(t0 + 20 * MS).and_then(|o| o.samples().map(|s| s[0])), Some(800));
-        assert_eq!(jb.poll_output(t0 + 40 * MS), Some(JitterOutput::Concealed(&[400; 160])));
-        assert_eq!(jb.poll_output(t0 + 60 * MS), Some(JitterOutput::Concealed(&[200; 160])));
+        assert_eq!(
+            jb.poll_output(t0 + 20 * MS)
+                .and_then(|o| o.samples().map(|s| s[0])),
+            Some(800)
+        );
+        assert_eq!(
+            jb.poll_output(t0 + 40 * MS),
+            Some(JitterOutput::Concealed(&[400; 160]))
+        );
+        assert_eq!(
+            jb.poll_output(t0 + 60 * MS),
+            Some(JitterOutput::Concealed(&[200; 160]))
+        );
     }
 
     #[test]

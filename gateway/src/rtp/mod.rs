@@ -21,16 +21,16 @@
 //! outputs and deadlines; `crate::media` is the driver that owns sockets.
 
 pub mod jitter;
-pub mod packet;
 pub mod pacer;
+pub mod packet;
 pub mod ports;
 pub mod receiver;
 pub mod rtcp;
 pub mod sender;
 
 pub use jitter::{JitterBuffer, JitterConfig, JitterOutput, JitterStats};
-pub use packet::{parse, RtpPacket};
 pub use pacer::{Pacer, PacerTick};
+pub use packet::{parse, RtpPacket};
 pub use ports::{PortAllocator, PortError, PortLease};
 pub use receiver::{ReceiveOutcome, RtpReceiver};
 pub use rtcp::{RemoteReport, RtcpError, RtcpSession};

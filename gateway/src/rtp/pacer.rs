@@ -96,7 +96,12 @@ impl Pacer {
         self.next_index += 1;
         let lateness = now.saturating_duration_since(self.deadline(index));
         self.record(lateness);
-        Some(PacerTick { index, media_samples: index * self.samples_per_tick, lateness, skipped })
+        Some(PacerTick {
+            index,
+            media_samples: index * self.samples_per_tick,
+            lateness,
+            skipped,
+        })
     }
 
     fn record(&mut self, lateness: Duration) {

@@ -19,7 +19,9 @@ pub struct RtpPacket<'a> {
 /// Parses one RTP datagram. Anything malformed is an error, never a panic.
 pub fn parse(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
     if datagram.len() < 12 {
-        return Err(RtpError::TooShort { len: datagram.len() });
+        return Err(RtpError::TooShort {
+            len: datagram.len(),
+        });
     }
     let version = datagram[0] >> 6;
     if version != 2 {
@@ -32,7 +34,10 @@ pub fn parse(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
     if header.padding {
         let pad = payload.last().copied().unwrap_or(0) as usize;
         if pad == 0 || pad > payload.len() {
-            return Err(RtpError::BadPadding { pad, payload: payload.len() });
+            return Err(RtpError::BadPadding {
+                pad,
+                payload: payload.len(),
+            });
         }
         payload = &payload[..payload.len() - pad];
     }
@@ -67,7 +72,9 @@ pub fn write(h: &OutgoingHeader, payload: &[u8], out: &mut Vec<u8>) -> Result<us
     }
     out.clear();
     out.resize(header_len, 0);
-    header.marshal_to(&mut out[..]).map_err(RtpError::Malformed)?;
+    header
+        .marshal_to(&mut out[..])
+        .map_err(RtpError::Malformed)?;
     out.extend_from_slice(payload);
     Ok(total)
 }
@@ -78,7 +85,13 @@ mod tests {
 
     #[test]
     fn write_then_parse() {
-        let h = OutgoingHeader { payload_type: 0, marker: true, sequence_number: 65535, timestamp: 0xDEAD_BEEF, ssrc: 42 };
+        let h = OutgoingHeader {
+            payload_type: 0,
+            marker: true,
+            sequence_number: 65535,
+            timestamp: 0xDEAD_BEEF,
+            ssrc: 42,
+        };
         let mut out = Vec::new();
         let n = write(&h, &[1, 2, 3], &mut out).expect("write");
         assert_eq!(n, 15);
@@ -94,12 +107,18 @@ mod tests {
     fn malformed_datagrams_are_errors() {
         assert!(matches!(parse(&[]), Err(RtpError::TooShort { .. })));
         assert!(matches!(parse(&[0x80; 11]), Err(RtpError::TooShort { .. })));
-        assert!(matches!(parse(&[0x40; 12]), Err(RtpError::BadVersion { version: 1 })));
+        assert!(matches!(
+            parse(&[0x40; 12]),
+            Err(RtpError::BadVersion { version: 1 })
+        ));
         // Padding bit with a pad length longer than the payload.
         let mut p = vec![0xA0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9];
         assert!(matches!(parse(&p), Err(RtpError::BadPadding { .. })));
         p[12] = 1;
-        assert_eq!(parse(&p).expect("one byte of padding").payload, &[] as &[u8]);
+        assert_eq!(
+            parse(&p).expect("one byte of padding").payload,
+            &[] as &[u8]
+        );
         // CSRC count of 15 with no CSRCs present.
         let mut c = vec![0x8F, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
         assert!(parse(&c).is_err());

@@ -30,20 +30,36 @@ impl PortAllocator {
     /// `range` too.
     pub fn new(range: RangeInclusive<u16>) -> Result<Arc<Self>, PortError> {
         let (min, max) = (*range.start(), *range.end());
-        let first = if min % 2 == 0 { min } else { min.saturating_add(1) };
+        let first = if min % 2 == 0 {
+            min
+        } else {
+            min.saturating_add(1)
+        };
         let free: VecDeque<u16> = (first..max).step_by(2).filter(|p| *p != 0).collect();
         if free.is_empty() {
             return Err(PortError::EmptyRange { min, max });
         }
-        Ok(Arc::new(Self { min, max, capacity: free.len(), free: Mutex::new(free) }))
+        Ok(Arc::new(Self {
+            min,
+            max,
+            capacity: free.len(),
+            free: Mutex::new(free),
+        }))
     }
 
     /// Takes the next free port.
     pub fn allocate(self: &Arc<Self>) -> Result<PortLease, PortError> {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         match free.pop_front() {
-            Some(port) => Ok(PortLease { port, pool: Arc::clone(self) }),
-            None => Err(PortError::Exhausted { min: self.min, max: self.max, capacity: self.capacity }),
+            Some(port) => Ok(PortLease {
+                port,
+                pool: Arc::clone(self),
+            }),
+            None => Err(PortError::Exhausted {
+                min: self.min,
+                max: self.max,
+                capacity: self.capacity,
+            }),
         }
     }
 
@@ -58,7 +74,10 @@ impl PortAllocator {
     }
 
     fn release(&self, port: u16) {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).push_back(port);
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(port);
     }
 }
 
@@ -97,9 +116,15 @@ mod tests {
         let a = pool.allocate().expect("a");
         let b = pool.allocate().expect("b");
         let c = pool.allocate().expect("c");
-        assert_eq!([a.rtp_port(), b.rtp_port(), c.rtp_port()], [10002, 10004, 10006]);
+        assert_eq!(
+            [a.rtp_port(), b.rtp_port(), c.rtp_port()],
+            [10002, 10004, 10006]
+        );
         assert_eq!(a.rtcp_port(), 10003);
-        assert!(matches!(pool.allocate(), Err(PortError::Exhausted { capacity: 3, .. })));
+        assert!(matches!(
+            pool.allocate(),
+            Err(PortError::Exhausted { capacity: 3, .. })
+        ));
         drop(b);
         assert_eq!(pool.available(), 1);
         assert_eq!(pool.allocate().expect("again").rtp_port(), 10004);
@@ -117,8 +142,14 @@ mod tests {
 
     #[test]
     fn a_range_without_a_pair_is_an_error() {
-        assert!(matches!(PortAllocator::new(30001..=30001), Err(PortError::EmptyRange { .. })));
-        assert!(matches!(PortAllocator::new(30000..=30000), Err(PortError::EmptyRange { .. })));
+        assert!(matches!(
+            PortAllocator::new(30001..=30001),
+            Err(PortError::EmptyRange { .. })
+        ));
+        assert!(matches!(
+            PortAllocator::new(30000..=30000),
+            Err(PortError::EmptyRange { .. })
+        ));
         assert!(PortAllocator::new(30000..=30001).is_ok());
     }
 }

@@ -145,7 +145,10 @@ impl RtpReceiver {
         if timing {
             self.update_jitter(now, header.timestamp);
         }
-        ReceiveOutcome::Accepted { ext_seq, first_of_stream }
+        ReceiveOutcome::Accepted {
+            ext_seq,
+            first_of_stream,
+        }
     }
 
     fn restart(&mut self, ssrc: u32, seq: u16) {
@@ -177,7 +180,8 @@ impl RtpReceiver {
     }
 
     fn update_jitter(&mut self, now: Instant, rtp_timestamp: u32) {
-        let arrival = (now.saturating_duration_since(self.epoch).as_nanos() * u128::from(self.clock_rate)
+        let arrival = (now.saturating_duration_since(self.epoch).as_nanos()
+            * u128::from(self.clock_rate)
             / 1_000_000_000) as i64;
         // Transit in the sender's timestamp space; its wrap cancels out in
         // the difference below once both are reduced to i32.
@@ -247,7 +251,13 @@ mod tests {
     use std::time::Duration;
 
     fn hdr(seq: u16, ts: u32, ssrc: u32) -> Header {
-        Header { version: 2, sequence_number: seq, timestamp: ts, ssrc, ..Header::default() }
+        Header {
+            version: 2,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+            ..Header::default()
+        }
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -258,14 +268,26 @@ mod tests {
     fn latches_onto_the_first_source_and_ignores_others() {
         let t0 = Instant::now();
         let mut r = RtpReceiver::new(8000, t0);
-        assert!(matches!(r.handle_packet(t0, addr(5000), &hdr(1, 0, 9), 160, true), ReceiveOutcome::Accepted { .. }));
-        assert_eq!(r.handle_packet(t0, addr(5002), &hdr(2, 160, 9), 160, true), ReceiveOutcome::UnknownSource);
-        assert_eq!(r.handle_packet(t0, addr(5002), &hdr(3, 320, 77), 160, true), ReceiveOutcome::UnknownSource);
+        assert!(matches!(
+            r.handle_packet(t0, addr(5000), &hdr(1, 0, 9), 160, true),
+            ReceiveOutcome::Accepted { .. }
+        ));
+        assert_eq!(
+            r.handle_packet(t0, addr(5002), &hdr(2, 160, 9), 160, true),
+            ReceiveOutcome::UnknownSource
+        );
+        assert_eq!(
+            r.handle_packet(t0, addr(5002), &hdr(3, 320, 77), 160, true),
+            ReceiveOutcome::UnknownSource
+        );
         assert_eq!(r.latched(), Some(addr(5000)));
         assert_eq!(r.stats().ignored_other_source, 2);
         assert_eq!(r.stats().packets, 1);
         r.unlatch();
-        assert!(matches!(r.handle_packet(t0, addr(5002), &hdr(4, 480, 77), 160, true), ReceiveOutcome::Accepted { .. }));
+        assert!(matches!(
+            r.handle_packet(t0, addr(5002), &hdr(4, 480, 77), 160, true),
+            ReceiveOutcome::Accepted { .. }
+        ));
         assert_eq!(r.latched(), Some(addr(5002)));
     }
 
@@ -317,7 +339,13 @@ mod tests {
         let mut r = RtpReceiver::new(8000, t0);
         for n in 0..50u32 {
             let at = t0 + Duration::from_millis(20 * u64::from(n));
-            r.handle_packet(at, addr(1), &hdr(n as u16, 1_000_000 + n * 160, 1), 160, true);
+            r.handle_packet(
+                at,
+                addr(1),
+                &hdr(n as u16, 1_000_000 + n * 160, 1),
+                160,
+                true,
+            );
         }
         assert!(r.jitter_samples() < 0.01, "{}", r.jitter_samples());
         // Alternate 0 and 10 ms of extra delay: |D| = 80 samples each time,
@@ -325,7 +353,13 @@ mod tests {
         for n in 50..400u32 {
             let extra = if n % 2 == 0 { 10 } else { 0 };
             let at = t0 + Duration::from_millis(20 * u64::from(n) + extra);
-            r.handle_packet(at, addr(1), &hdr(n as u16, 1_000_000 + n * 160, 1), 160, true);
+            r.handle_packet(
+                at,
+                addr(1),
+                &hdr(n as u16, 1_000_000 + n * 160, 1),
+                160,
+                true,
+            );
         }
         assert!((r.jitter_ms() - 10.0).abs() < 0.5, "{}", r.jitter_ms());
     }
@@ -335,17 +369,32 @@ mod tests {
         let t0 = Instant::now();
         let mut r = RtpReceiver::new(8000, t0);
         r.handle_packet(t0, addr(1), &hdr(10, 0, 1), 1, false);
-        assert_eq!(r.handle_packet(t0, addr(1), &hdr(30000, 0, 1), 1, false), ReceiveOutcome::Probation);
-        assert!(matches!(r.handle_packet(t0, addr(1), &hdr(11, 0, 1), 1, false), ReceiveOutcome::Accepted { .. }));
-        assert_eq!(r.handle_packet(t0, addr(1), &hdr(40000, 0, 1), 1, false), ReceiveOutcome::Probation);
+        assert_eq!(
+            r.handle_packet(t0, addr(1), &hdr(30000, 0, 1), 1, false),
+            ReceiveOutcome::Probation
+        );
+        assert!(matches!(
+            r.handle_packet(t0, addr(1), &hdr(11, 0, 1), 1, false),
+            ReceiveOutcome::Accepted { .. }
+        ));
+        assert_eq!(
+            r.handle_packet(t0, addr(1), &hdr(40000, 0, 1), 1, false),
+            ReceiveOutcome::Probation
+        );
         assert!(matches!(
             r.handle_packet(t0, addr(1), &hdr(40001, 0, 1), 1, false),
-            ReceiveOutcome::Accepted { first_of_stream: false, .. }
+            ReceiveOutcome::Accepted {
+                first_of_stream: false,
+                ..
+            }
         ));
         assert_eq!(r.cumulative_lost(), 0);
         assert!(matches!(
             r.handle_packet(t0, addr(1), &hdr(5, 0, 2), 1, false),
-            ReceiveOutcome::Accepted { first_of_stream: true, .. }
+            ReceiveOutcome::Accepted {
+                first_of_stream: true,
+                ..
+            }
         ));
         assert_eq!(r.ssrc(), Some(2));
     }

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use rtc_rtcp::receiver_report::ReceiverReport;
 use rtc_rtcp::reception_report::ReceptionReport;
 use rtc_rtcp::sender_report::SenderReport;
-use rtc_rtcp::source_description::{SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem};
+use rtc_rtcp::source_description::{
+    SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem,
+};
 
 use super::receiver::RtpReceiver;
 use super::sender::RtpSender;
@@ -124,13 +126,17 @@ impl RtcpSession {
         while self.next_report <= now {
             self.next_report += self.interval;
         }
-        let reports: Vec<ReceptionReport> = self.reception_report(now, receiver).into_iter().collect();
+        let reports: Vec<ReceptionReport> =
+            self.reception_report(now, receiver).into_iter().collect();
         let sent_since = sender.packets_sent() > self.packets_at_last_report;
         self.packets_at_last_report = sender.packets_sent();
         let sdes = SourceDescription {
             chunks: vec![SourceDescriptionChunk {
                 source: sender.ssrc(),
-                items: vec![SourceDescriptionItem { sdes_type: SdesType::SdesCname, text: self.cname.clone() }],
+                items: vec![SourceDescriptionItem {
+                    sdes_type: SdesType::SdesCname,
+                    text: self.cname.clone(),
+                }],
             }],
         };
         let packets: Vec<Box<dyn rtc_rtcp::Packet>> = if sent_since {
@@ -148,7 +154,11 @@ impl RtcpSession {
             ]
         } else {
             vec![
-                Box::new(ReceiverReport { ssrc: sender.ssrc(), reports, profile_extensions: Bytes::new() }),
+                Box::new(ReceiverReport {
+                    ssrc: sender.ssrc(),
+                    reports,
+                    profile_extensions: Bytes::new(),
+                }),
                 Box::new(sdes),
             ]
         };
@@ -159,14 +169,21 @@ impl RtcpSession {
         Ok(true)
     }
 
-    fn reception_report(&self, now: Instant, receiver: &mut RtpReceiver) -> Option<ReceptionReport> {
+    fn reception_report(
+        &self,
+        now: Instant,
+        receiver: &mut RtpReceiver,
+    ) -> Option<ReceptionReport> {
         let ssrc = receiver.ssrc()?;
         let fraction_lost = receiver.take_fraction_lost();
         let stats = receiver.stats();
         let (lsr, dlsr) = match self.last_remote_sr {
             Some((mid, at)) => {
                 let d = now.saturating_duration_since(at);
-                (mid, ((d.as_nanos() << 16) / 1_000_000_000).min(u128::from(u32::MAX)) as u32)
+                (
+                    mid,
+                    ((d.as_nanos() << 16) / 1_000_000_000).min(u128::from(u32::MAX)) as u32,
+                )
             }
             None => (0, 0),
         };
@@ -211,7 +228,9 @@ impl RtcpSession {
             if let Some(block) = blocks.iter().find(|b| b.ssrc == our_ssrc) {
                 let rtt = if block.last_sender_report != 0 {
                     let now_mid = ntp_middle(ntp_time(wall));
-                    let units = now_mid.wrapping_sub(block.last_sender_report).wrapping_sub(block.delay);
+                    let units = now_mid
+                        .wrapping_sub(block.last_sender_report)
+                        .wrapping_sub(block.delay);
                     // A negative result (clock steps) wraps huge: ignore it.
                     (units < 0x8000_0000)
                         .then(|| Duration::from_nanos((u64::from(units) * 1_000_000_000) >> 16))
@@ -254,19 +273,42 @@ mod tests {
         // A sends 250 packets (5 s), 10% lost on the way to B.
         let mut buf = Vec::new();
         for n in 0..250u64 {
-            a_tx.write_packet(0, false, n * 160, &[0xFF; 160], &mut buf).expect("rtp");
+            a_tx.write_packet(0, false, n * 160, &[0xFF; 160], &mut buf)
+                .expect("rtp");
             if n % 10 != 5 {
                 let p = packet::parse(&buf).expect("parse");
-                b_rx.handle_packet(t0 + Duration::from_millis(n * 20), from, &p.header, 160, true);
+                b_rx.handle_packet(
+                    t0 + Duration::from_millis(n * 20),
+                    from,
+                    &p.header,
+                    160,
+                    true,
+                );
             }
         }
         let mut out = Vec::new();
-        assert!(!a.poll_report(t0 + SEC, w0, 0, &a_tx, &mut a_rx, &mut out).expect("not due"));
+        assert!(!a
+            .poll_report(t0 + SEC, w0, 0, &a_tx, &mut a_rx, &mut out)
+            .expect("not due"));
         assert_eq!(a.poll_timeout(), t0 + 5 * SEC);
         // A's SR at 5 s reaches B 30 ms later.
-        assert!(a.poll_report(t0 + 5 * SEC, w0 + 5 * SEC, 40000, &a_tx, &mut a_rx, &mut out).expect("sr"));
+        assert!(a
+            .poll_report(
+                t0 + 5 * SEC,
+                w0 + 5 * SEC,
+                40000,
+                &a_tx,
+                &mut a_rx,
+                &mut out
+            )
+            .expect("sr"));
         let got = b
-            .handle_packet(t0 + 5 * SEC, w0 + 5 * SEC + Duration::from_millis(30), &out, 0xB)
+            .handle_packet(
+                t0 + 5 * SEC,
+                w0 + 5 * SEC + Duration::from_millis(30),
+                &out,
+                0xB,
+            )
             .expect("parse sr");
         assert!(got.sender_report);
         assert_eq!(got.report, None, "A received nothing from B yet");
@@ -275,7 +317,9 @@ mod tests {
         let b_now = t0 + 5 * SEC + Duration::from_millis(100);
         let mut b2 = b.clone();
         b2.next_report = b_now;
-        assert!(b2.poll_report(b_now, w0, 0, &b_tx, &mut b_rx, &mut out).expect("rr"));
+        assert!(b2
+            .poll_report(b_now, w0, 0, &b_tx, &mut b_rx, &mut out)
+            .expect("rr"));
         let got = a
             .handle_packet(b_now, w0 + 5 * SEC + Duration::from_millis(160), &out, 0xA)
             .expect("parse rr");
@@ -295,7 +339,9 @@ mod tests {
         let t0 = Instant::now();
         let mut s = RtcpSession::new(t0, DEFAULT_INTERVAL, "x", 8000);
         assert!(s.handle_packet(t0, UNIX_EPOCH, &[], 1).is_err());
-        assert!(s.handle_packet(t0, UNIX_EPOCH, &[0x81, 200, 0, 50, 1, 2], 1).is_err());
+        assert!(s
+            .handle_packet(t0, UNIX_EPOCH, &[0x81, 200, 0, 50, 1, 2], 1)
+            .is_err());
         assert!(s.handle_packet(t0, UNIX_EPOCH, &[0xFF; 40], 1).is_err());
     }
 }

@@ -25,7 +25,14 @@ impl RtpSender {
     }
 
     pub fn new(ssrc: u32, first_seq: u16, timestamp_offset: u32) -> Self {
-        Self { ssrc, next_seq: first_seq, timestamp_offset, packets_sent: 0, octets_sent: 0, last_timestamp: None }
+        Self {
+            ssrc,
+            next_seq: first_seq,
+            timestamp_offset,
+            packets_sent: 0,
+            octets_sent: 0,
+            last_timestamp: None,
+        }
     }
 
     pub fn ssrc(&self) -> u32 {
@@ -63,7 +70,13 @@ impl RtpSender {
         out: &mut Vec<u8>,
     ) -> Result<usize, RtpError> {
         let timestamp = self.rtp_timestamp(media_samples);
-        let h = OutgoingHeader { payload_type, marker, sequence_number: self.next_seq, timestamp, ssrc: self.ssrc };
+        let h = OutgoingHeader {
+            payload_type,
+            marker,
+            sequence_number: self.next_seq,
+            timestamp,
+            ssrc: self.ssrc,
+        };
         let n = packet::write(&h, payload, out)?;
         self.next_seq = self.next_seq.wrapping_add(1);
         self.packets_sent += 1;
@@ -83,9 +96,15 @@ mod tests {
         let mut out = Vec::new();
         let mut seen = Vec::new();
         for i in 0..3u64 {
-            s.write_packet(0, i == 0, i * 160, &[0xFF; 160], &mut out).expect("write");
+            s.write_packet(0, i == 0, i * 160, &[0xFF; 160], &mut out)
+                .expect("write");
             let p = packet::parse(&out).expect("parse");
-            seen.push((p.header.sequence_number, p.header.timestamp, p.header.marker, p.header.ssrc));
+            seen.push((
+                p.header.sequence_number,
+                p.header.timestamp,
+                p.header.marker,
+                p.header.ssrc,
+            ));
         }
         assert_eq!(seen[0], (65534, u32::MAX - 100, true, 7));
         assert_eq!(seen[1], (65535, 59, false, 7));
@@ -98,6 +117,9 @@ mod tests {
     fn random_senders_differ() {
         let a = RtpSender::new_random();
         let b = RtpSender::new_random();
-        assert_ne!((a.ssrc(), a.timestamp_offset), (b.ssrc(), b.timestamp_offset));
+        assert_ne!(
+            (a.ssrc(), a.timestamp_offset),
+            (b.ssrc(), b.timestamp_offset)
+        );
     }
 }

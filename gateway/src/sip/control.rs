@@ -8,15 +8,18 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audio::{open_source, AudioFrame, SayConfig};
 use crate::call::{
-    BoxFuture, CallControl, CallError, CallEvent, CallInfo, PlaybackId, PlaybackSource, TransferError,
-    TransferOutcome, TransferRequest,
+    BoxFuture, CallControl, CallError, CallEvent, CallInfo, PlaybackId, PlaybackSource,
+    TransferError, TransferOutcome, TransferRequest,
 };
 use crate::media::{MediaSession, MEDIA_SAMPLE_RATE};
 
 /// What the control asks of the call task.
 pub(crate) enum ControlCommand {
     Hangup,
-    Transfer(TransferRequest, oneshot::Sender<Result<TransferOutcome, TransferError>>),
+    Transfer(
+        TransferRequest,
+        oneshot::Sender<Result<TransferOutcome, TransferError>>,
+    ),
 }
 
 /// Our playback ids against the media session's.
@@ -47,7 +50,14 @@ impl SipControl {
         commands: mpsc::UnboundedSender<ControlCommand>,
         say: SayConfig,
     ) -> Self {
-        Self { info, media, events, commands, say, playbacks: Arc::new(Mutex::new(Playbacks::default())) }
+        Self {
+            info,
+            media,
+            events,
+            commands,
+            say,
+            playbacks: Arc::new(Mutex::new(Playbacks::default())),
+        }
     }
 
     /// Translates a media playback id into ours, forgetting it.
@@ -69,17 +79,30 @@ impl CallControl for SipControl {
 
     fn start_playback(&self, source: PlaybackSource) -> Result<PlaybackId, CallError> {
         let id = {
-            let mut p = self.playbacks.lock().map_err(|_| CallError::Media("playback state poisoned".into()))?;
+            let mut p = self
+                .playbacks
+                .lock()
+                .map_err(|_| CallError::Media("playback state poisoned".into()))?;
             p.next += 1;
             let next = p.next;
             if let Some(old) = p.opening.replace(next) {
                 // Replaced before it started playing.
-                Self::emit(&self.events, CallEvent::PlaybackFinished { id: old, stopped: true });
+                Self::emit(
+                    &self.events,
+                    CallEvent::PlaybackFinished {
+                        id: old,
+                        stopped: true,
+                    },
+                );
             }
             p.next
         };
-        let (media, events, say, playbacks) =
-            (self.media.clone(), self.events.clone(), self.say.clone(), self.playbacks.clone());
+        let (media, events, say, playbacks) = (
+            self.media.clone(),
+            self.events.clone(),
+            self.say.clone(),
+            self.playbacks.clone(),
+        );
         tokio::spawn(async move {
             let opened = open_source(&source, MEDIA_SAMPLE_RATE, &say).await;
             let Ok(mut p) = playbacks.lock() else { return };
@@ -87,7 +110,9 @@ impl CallControl for SipControl {
                 return; // stopped or replaced while opening; already reported
             }
             p.opening = None;
-            let started = opened.map_err(|e| e.to_string()).and_then(|src| media.start_playback(src).map_err(|e| e.to_string()));
+            let started = opened
+                .map_err(|e| e.to_string())
+                .and_then(|src| media.start_playback(src).map_err(|e| e.to_string()));
             match started {
                 Ok(media_id) => {
                     p.started.insert(media_id, id);
@@ -104,7 +129,10 @@ impl CallControl for SipControl {
     fn stop_playback(&self) {
         if let Ok(mut p) = self.playbacks.lock() {
             if let Some(id) = p.opening.take() {
-                Self::emit(&self.events, CallEvent::PlaybackFinished { id, stopped: true });
+                Self::emit(
+                    &self.events,
+                    CallEvent::PlaybackFinished { id, stopped: true },
+                );
             }
         }
         self.media.stop_playback();
@@ -114,10 +142,15 @@ impl CallControl for SipControl {
         self.media.subscribe_audio()
     }
 
-    fn transfer(&self, request: TransferRequest) -> BoxFuture<'_, Result<TransferOutcome, TransferError>> {
+    fn transfer(
+        &self,
+        request: TransferRequest,
+    ) -> BoxFuture<'_, Result<TransferOutcome, TransferError>> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
-            self.commands.send(ControlCommand::Transfer(request, tx)).map_err(|_| TransferError::CallGone)?;
+            self.commands
+                .send(ControlCommand::Transfer(request, tx))
+                .map_err(|_| TransferError::CallGone)?;
             rx.await.map_err(|_| TransferError::CallGone)?
         })
     }

@@ -29,7 +29,10 @@ pub struct GuardConfig {
 
 impl Default for GuardConfig {
     fn default() -> Self {
-        Self { max_message_size: 8192, supported_extensions: Vec::new() }
+        Self {
+            max_message_size: 8192,
+            supported_extensions: Vec::new(),
+        }
     }
 }
 
@@ -72,7 +75,10 @@ pub enum Frame {
 /// Finds the end of the first message in a stream buffer. A message on a
 /// stream must carry Content-Length (RFC 3261 §18.3).
 pub fn frame(buf: &[u8], max: usize) -> Frame {
-    let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let skip = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     if skip >= 2 && skip == buf.len() {
         return Frame::Complete(skip);
     }
@@ -81,7 +87,11 @@ pub fn frame(buf: &[u8], max: usize) -> Frame {
     }
     let rest = &buf[skip..];
     let Some(end) = find(rest, b"\r\n\r\n") else {
-        return if buf.len() > max { Frame::Invalid } else { Frame::Incomplete };
+        return if buf.len() > max {
+            Frame::Invalid
+        } else {
+            Frame::Incomplete
+        };
     };
     let head = String::from_utf8_lossy(&rest[..end]);
     let mut cl = None;
@@ -115,13 +125,33 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// The methods rsipstack can represent. Any other valid token is answered
 /// 501 here, because rsipstack's parser fails on it and would drop it.
 const KNOWN_METHODS: &[&str] = &[
-    "ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS", "PRACK", "PUBLISH",
-    "REFER", "REGISTER", "SUBSCRIBE", "UPDATE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
 ];
 
 /// Headers that may appear once only (RFC 3261 §7.3.1, §20).
-const SINGLE: &[&str] =
-    &["call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type", "expires"];
+const SINGLE: &[&str] = &[
+    "call-id",
+    "cseq",
+    "from",
+    "to",
+    "max-forwards",
+    "content-length",
+    "content-type",
+    "expires",
+];
 
 /// The headers a response copies from its request (RFC 3261 §8.2.6.2).
 const ECHOED: &[&str] = &["via", "from", "to", "call-id", "cseq"];
@@ -149,7 +179,9 @@ fn canonical(name: &str) -> String {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
 /// One message split into start line and unfolded headers.
@@ -162,7 +194,10 @@ struct Lite {
 
 impl Lite {
     fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |h| h.0 == name).map(|h| h.2.as_str())
+        self.headers
+            .iter()
+            .filter(move |h| h.0 == name)
+            .map(|h| h.2.as_str())
     }
     fn first<'a>(&'a self, name: &'a str) -> Option<&'a str> {
         self.all(name).next()
@@ -190,7 +225,10 @@ pub fn inspect(bytes: &[u8], cfg: &GuardConfig) -> Verdict {
         return Verdict::Keepalive;
     }
     // RFC 3261 §7.5: CRLFs before the start line are ignored.
-    let skip = bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let skip = bytes
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     let bytes = &bytes[skip..];
     // A datagram whose header section runs to its end without the empty
     // line (RFC 4475 baddn) is still read, so it can be answered.
@@ -222,10 +260,17 @@ pub fn inspect(bytes: &[u8], cfg: &GuardConfig) -> Verdict {
         Ok(lite) => lite,
         Err(_) => return Verdict::Drop(DropReason::Unparseable),
     };
-    let checked = if is_request { check_request(&lite, cfg) } else { check_response(&lite) };
+    let checked = if is_request {
+        check_request(&lite, cfg)
+    } else {
+        check_response(&lite)
+    };
     let result = checked.and_then(|()| body_length(&lite, bytes.len()));
     match result {
-        Ok(len) => Verdict::Pass(rebuild(&lite, &bytes[lite.body_start..lite.body_start + len])),
+        Ok(len) => Verdict::Pass(rebuild(
+            &lite,
+            &bytes[lite.body_start..lite.body_start + len],
+        )),
         Err(Problem::Drop(reason)) => Verdict::Drop(reason),
         Err(Problem::Answer(status, reason, extra)) => {
             if is_request && !is_ack(&lite) {
@@ -265,7 +310,11 @@ fn split(head: &str, body_start: usize) -> Result<Lite, ()> {
             None => headers.push((String::new(), line.to_string(), String::new())),
         }
     }
-    Ok(Lite { start, headers, body_start })
+    Ok(Lite {
+        start,
+        headers,
+        body_start,
+    })
 }
 
 fn check_response(lite: &Lite) -> Result<(), Problem> {
@@ -276,7 +325,9 @@ fn check_response(lite: &Lite) -> Result<(), Problem> {
     if version != "SIP/2.0" || code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(drop);
     }
-    let code: u16 = code.parse().map_err(|_| Problem::Drop(DropReason::Unparseable))?;
+    let code: u16 = code
+        .parse()
+        .map_err(|_| Problem::Drop(DropReason::Unparseable))?;
     if !(100..=699).contains(&code) {
         return Err(drop);
     }
@@ -307,7 +358,9 @@ fn check_request(lite: &Lite, cfg: &GuardConfig) -> Result<(), Problem> {
     };
     if scheme.is_empty()
         || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     {
         return Err(bad("Malformed Request-URI"));
     }
@@ -315,7 +368,11 @@ fn check_request(lite: &Lite, cfg: &GuardConfig) -> Result<(), Problem> {
         return Err(bad("Malformed SIP-Version"));
     }
     if version != "SIP/2.0" {
-        return Err(Problem::Answer(505, "Version Not Supported".into(), Vec::new()));
+        return Err(Problem::Answer(
+            505,
+            "Version Not Supported".into(),
+            Vec::new(),
+        ));
     }
     let scheme_l = scheme.to_ascii_lowercase();
     // '?' may appear in the user part; headers come after the host.
@@ -355,7 +412,11 @@ fn check_request(lite: &Lite, cfg: &GuardConfig) -> Result<(), Problem> {
             .flat_map(|v| v.split(','))
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
-            .filter(|t| !cfg.supported_extensions.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .filter(|t| {
+                !cfg.supported_extensions
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(t))
+            })
             .collect();
         if !unsupported.is_empty() {
             return Err(Problem::Answer(
@@ -367,7 +428,12 @@ fn check_request(lite: &Lite, cfg: &GuardConfig) -> Result<(), Problem> {
     }
     if method == "INVITE" {
         if let Some(ct) = lite.first("content-type") {
-            let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let media = ct
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
             if media != "application/sdp" && media != "multipart/mixed" {
                 return Err(Problem::Answer(
                     415,
@@ -379,11 +445,19 @@ fn check_request(lite: &Lite, cfg: &GuardConfig) -> Result<(), Problem> {
         let accepts: Vec<String> = lite
             .all("accept")
             .flat_map(|v| v.split(','))
-            .map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+            .map(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .filter(|t| !t.is_empty())
             .collect();
         if !accepts.is_empty()
-            && !accepts.iter().any(|a| a == "application/sdp" || a == "application/*" || a == "*/*")
+            && !accepts
+                .iter()
+                .any(|a| a == "application/sdp" || a == "application/*" || a == "*/*")
         {
             return Err(Problem::Answer(
                 406,
@@ -475,7 +549,8 @@ fn check_headers(lite: &Lite, method: Option<&str>) -> Result<(), Problem> {
     }
     for name in ["from", "to"] {
         if let Some(v) = lite.first(name) {
-            check_name_addr(v).map_err(|why| bad(format!("Malformed {} Header: {why}", display_name(name))))?;
+            check_name_addr(v)
+                .map_err(|why| bad(format!("Malformed {} Header: {why}", display_name(name))))?;
         }
     }
     for contact in lite.all("contact") {
@@ -666,7 +741,15 @@ fn body_length(lite: &Lite, total: usize) -> Result<usize, Problem> {
 
 /// Headers whose parameters rsipstack reads only without LWS around `;`
 /// and `=` (it misses `; tag = x`, RFC 4475 wsinv).
-const PARAM_HEADERS: &[&str] = &["from", "to", "contact", "via", "route", "record-route", "refer-to"];
+const PARAM_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "contact",
+    "via",
+    "route",
+    "record-route",
+    "refer-to",
+];
 
 /// The message with its headers unfolded, one per line, and parameter
 /// LWS removed where rsipstack would misread it. The body is kept as is.
@@ -755,7 +838,11 @@ fn reject(lite: &Lite, status: u16, reason: String, extra: Vec<(String, String)>
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("Content-Length: 0\r\n\r\n");
-    Verdict::Reject(Rejection { status, reason, response: out.into_bytes() })
+    Verdict::Reject(Rejection {
+        status,
+        reason,
+        response: out.into_bytes(),
+    })
 }
 
 fn has_tag(value: &str) -> bool {

@@ -8,7 +8,10 @@ use rsipstack::sip::SipMessage;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 
 fn load(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../shared/testdata/rfc4475/{name}.dat", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../shared/testdata/rfc4475/{name}.dat",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let path = if std::path::Path::new(&path).exists() {
         path
     } else {
@@ -24,11 +27,16 @@ fn verdict(name: &str) -> Verdict {
 /// The guard passes it and rsipstack parses it into a request whose
 /// transaction key can be built.
 fn passes_request(name: &str) -> rsipstack::sip::Request {
-    let Verdict::Pass(bytes) = verdict(name) else { panic!("{name}: {:?}", verdict(name)) };
+    let Verdict::Pass(bytes) = verdict(name) else {
+        panic!("{name}: {:?}", verdict(name))
+    };
     match SipMessage::try_from(&bytes[..]) {
         Ok(SipMessage::Request(req)) => {
-            req.call_id_header().unwrap_or_else(|e| panic!("{name}: call-id {e}"));
-            req.cseq_header().and_then(|c| c.seq()).unwrap_or_else(|e| panic!("{name}: cseq {e}"));
+            req.call_id_header()
+                .unwrap_or_else(|e| panic!("{name}: call-id {e}"));
+            req.cseq_header()
+                .and_then(|c| c.seq())
+                .unwrap_or_else(|e| panic!("{name}: cseq {e}"));
             req.top_via_header()
                 .and_then(|v| v.typed())
                 .unwrap_or_else(|e| panic!("{name}: via {e}"));
@@ -41,7 +49,9 @@ fn passes_request(name: &str) -> rsipstack::sip::Request {
 }
 
 fn passes_response(name: &str) -> rsipstack::sip::Response {
-    let Verdict::Pass(bytes) = verdict(name) else { panic!("{name}: {:?}", verdict(name)) };
+    let Verdict::Pass(bytes) = verdict(name) else {
+        panic!("{name}: {:?}", verdict(name))
+    };
     match SipMessage::try_from(&bytes[..]) {
         Ok(SipMessage::Response(r)) => r,
         other => panic!("{name}: {other:?}"),
@@ -65,7 +75,11 @@ fn rejects(name: &str, status: u16) -> Rejection {
 }
 
 fn drops(name: &str) {
-    assert!(matches!(verdict(name), Verdict::Drop(_)), "{name}: {:?}", verdict(name));
+    assert!(
+        matches!(verdict(name), Verdict::Drop(_)),
+        "{name}: {:?}",
+        verdict(name)
+    );
 }
 
 // 3.1.1 valid messages
@@ -74,10 +88,32 @@ fn drops(name: &str) {
 fn wsinv_parses() {
     let req = passes_request("wsinv");
     assert_eq!(req.method, rsipstack::sip::Method::Invite);
-    assert_eq!(req.call_id_header().map(|c| c.value().to_string()).ok().as_deref(), Some("wsinv.ndaksdj@192.0.2.1"));
+    assert_eq!(
+        req.call_id_header()
+            .map(|c| c.value().to_string())
+            .ok()
+            .as_deref(),
+        Some("wsinv.ndaksdj@192.0.2.1")
+    );
     // rsipstack reads the tags only once the guard removed the LWS.
-    assert_eq!(req.from_header().and_then(|f| f.tag()).ok().flatten().map(|t| t.to_string()).as_deref(), Some("98asjd8"));
-    assert_eq!(req.to_header().and_then(|f| f.tag()).ok().flatten().map(|t| t.to_string()).as_deref(), Some("1918181833n"));
+    assert_eq!(
+        req.from_header()
+            .and_then(|f| f.tag())
+            .ok()
+            .flatten()
+            .map(|t| t.to_string())
+            .as_deref(),
+        Some("98asjd8")
+    );
+    assert_eq!(
+        req.to_header()
+            .and_then(|f| f.tag())
+            .ok()
+            .flatten()
+            .map(|t| t.to_string())
+            .as_deref(),
+        Some("1918181833n")
+    );
     assert_eq!(req.cseq_header().and_then(|c| c.seq()).ok(), Some(9));
     assert!(!req.body.is_empty());
 }
@@ -117,7 +153,9 @@ fn longreq_parses() {
 
 #[test]
 fn dblreq_trailing_octets_are_ignored() {
-    let Verdict::Pass(bytes) = verdict("dblreq") else { panic!() };
+    let Verdict::Pass(bytes) = verdict("dblreq") else {
+        panic!()
+    };
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("REGISTER "));
     assert!(!text.contains("INVITE sip:joe"));
@@ -283,7 +321,10 @@ fn unksm2_unknown_schemes_in_headers_are_accepted() {
 fn bext01_unknown_extension_gets_420_with_unsupported() {
     let r = rejects("bext01", 420);
     let text = String::from_utf8_lossy(&r.response).into_owned();
-    assert!(text.contains("\r\nUnsupported: nothingSupportsThis, nothingSupportsThisEither\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nUnsupported: nothingSupportsThis, nothingSupportsThisEither\r\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -316,7 +357,12 @@ fn bcast_response_with_two_vias_is_dropped() {
 #[test]
 fn zeromf_is_answered_normally() {
     let req = passes_request("zeromf");
-    assert_eq!(req.max_forwards_header().map(|m| m.value().trim().to_string()).ok(), Some("0".into()));
+    assert_eq!(
+        req.max_forwards_header()
+            .map(|m| m.value().trim().to_string())
+            .ok(),
+        Some("0".into())
+    );
 }
 
 #[test]
@@ -352,8 +398,15 @@ fn inv2543_without_from_tag_gets_400() {
 #[test]
 fn every_torture_file_has_a_test() {
     let dir = std::path::Path::new("/work/shared/testdata/rfc4475");
-    let alt = format!("{}/../../shared/testdata/rfc4475", env!("CARGO_MANIFEST_DIR"));
-    let dir = if std::path::Path::new(&alt).exists() { std::path::PathBuf::from(alt) } else { dir.into() };
+    let alt = format!(
+        "{}/../../shared/testdata/rfc4475",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let dir = if std::path::Path::new(&alt).exists() {
+        std::path::PathBuf::from(alt)
+    } else {
+        dir.into()
+    };
     let names: Vec<String> = std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -375,25 +428,43 @@ fn every_torture_file_has_a_test() {
 fn oversized_datagram_is_dropped() {
     let mut big = load("longreq");
     big.extend(std::iter::repeat_n(b'x', 9000));
-    assert_eq!(inspect(&big, &GuardConfig::default()), Verdict::Drop(DropReason::TooLarge));
+    assert_eq!(
+        inspect(&big, &GuardConfig::default()),
+        Verdict::Drop(DropReason::TooLarge)
+    );
 }
 
 #[test]
 fn keepalive_is_recognised() {
-    assert_eq!(inspect(b"\r\n\r\n", &GuardConfig::default()), Verdict::Keepalive);
+    assert_eq!(
+        inspect(b"\r\n\r\n", &GuardConfig::default()),
+        Verdict::Keepalive
+    );
 }
 
 #[test]
 fn garbage_is_dropped_without_panic() {
-    for junk in [&b"\x00\x01\x02"[..], b"INVITE", b"\r\n\r\nSIP/2.0", b"SIP/2.0 200 OK\r\n\r\n", &[0xff; 40]] {
-        assert!(matches!(inspect(junk, &GuardConfig::default()), Verdict::Drop(_)));
+    for junk in [
+        &b"\x00\x01\x02"[..],
+        b"INVITE",
+        b"\r\n\r\nSIP/2.0",
+        b"SIP/2.0 200 OK\r\n\r\n",
+        &[0xff; 40],
+    ] {
+        assert!(matches!(
+            inspect(junk, &GuardConfig::default()),
+            Verdict::Drop(_)
+        ));
     }
 }
 
 #[test]
 fn invalid_ack_is_dropped_not_answered() {
     let msg = b"ACK  sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\r\n";
-    assert!(matches!(inspect(msg, &GuardConfig::default()), Verdict::Drop(_)));
+    assert!(matches!(
+        inspect(msg, &GuardConfig::default()),
+        Verdict::Drop(_)
+    ));
 }
 
 #[test]
@@ -401,14 +472,28 @@ fn framing_uses_content_length() {
     let msg = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nContent-Length: 3\r\n\r\nabcOPTIONS";
     assert_eq!(frame(msg, 65535), Frame::Complete(msg.len() - 7));
     assert_eq!(frame(&msg[..20], 65535), Frame::Incomplete);
-    assert_eq!(frame(b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\n", 65535), Frame::Invalid);
+    assert_eq!(
+        frame(b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\n", 65535),
+        Frame::Invalid
+    );
     assert_eq!(frame(b"\r\n\r\n", 65535), Frame::Complete(4));
 }
 
-
 #[test]
 fn parameter_lws_is_tightened_for_rsipstack() {
-    assert_eq!(tighten("\"J \\\" R\" <sip:a@h> ; tag = 98", false), "\"J \\\" R\" <sip:a@h>;tag=98");
-    assert_eq!(tighten("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9", true), "SIP/2.0/TCP spindle.example.com;branch=z9");
-    assert_eq!(tighten("\"a ; b\" <sip:x;lr>", false), "\"a ; b\" <sip:x;lr>");
+    assert_eq!(
+        tighten("\"J \\\" R\" <sip:a@h> ; tag = 98", false),
+        "\"J \\\" R\" <sip:a@h>;tag=98"
+    );
+    assert_eq!(
+        tighten(
+            "SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9",
+            true
+        ),
+        "SIP/2.0/TCP spindle.example.com;branch=z9"
+    );
+    assert_eq!(
+        tighten("\"a ; b\" <sip:x;lr>", false),
+        "\"a ; b\" <sip:x;lr>"
+    );
 }

@@ -33,27 +33,40 @@ pub fn param(value: &str, name: &str) -> Option<String> {
     };
     after.split(';').skip(1).find_map(|p| {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
     })
 }
 
 pub fn to_tag(req: &Request) -> Option<String> {
-    header(req, "To").and_then(|v| param(&v, "tag")).filter(|t| !t.is_empty())
+    header(req, "To")
+        .and_then(|v| param(&v, "tag"))
+        .filter(|t| !t.is_empty())
 }
 
 pub fn from_tag(req: &Request) -> Option<String> {
-    header(req, "From").and_then(|v| param(&v, "tag")).filter(|t| !t.is_empty())
+    header(req, "From")
+        .and_then(|v| param(&v, "tag"))
+        .filter(|t| !t.is_empty())
 }
 
 pub fn call_id(req: &Request) -> String {
-    req.call_id_header().map(|c| c.value().to_string()).unwrap_or_default()
+    req.call_id_header()
+        .map(|c| c.value().to_string())
+        .unwrap_or_default()
 }
 
 /// The URI inside a name-addr (`"Bob" <sip:b@h>;tag=1` → `sip:b@h`).
 pub fn uri_of(value: &str) -> String {
     match (value.find('<'), value.find('>')) {
         (Some(a), Some(b)) if a < b => value[a + 1..b].to_string(),
-        _ => value.split(';').next().unwrap_or_default().trim().to_string(),
+        _ => value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     }
 }
 
@@ -70,7 +83,12 @@ pub fn user_of(uri: &str) -> String {
 
 /// The media type of a Content-Type value, lower-case, without parameters.
 pub fn media_type(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// A random tag or branch suffix.
@@ -95,11 +113,13 @@ pub fn response(
     if let (Some(tag), None, true) = (to_tag, self::to_tag(req), status > 100) {
         if let Some(to) = header(req, "To") {
             resp.headers.retain(|h| !matches!(h, Header::To(_)));
-            resp.headers.push(make_header("To", format!("{to};tag={tag}")));
+            resp.headers
+                .push(make_header("To", format!("{to};tag={tag}")));
         }
     }
     if let Some(ct) = content_type {
-        resp.headers.push(make_header("Content-Type", ct.to_string()));
+        resp.headers
+            .push(make_header("Content-Type", ct.to_string()));
     }
     for (name, value) in extra {
         resp.headers.push(make_header(name, value.clone()));
@@ -131,7 +151,13 @@ pub struct DialogInfo {
 
 impl DialogInfo {
     /// The dialog a UAS forms by answering `invite` with `local_tag`.
-    pub fn from_invite(invite: &Request, local_tag: &str, peer: SocketAddr, via_host: String, transport: &'static str) -> Self {
+    pub fn from_invite(
+        invite: &Request,
+        local_tag: &str,
+        peer: SocketAddr,
+        via_host: String,
+        transport: &'static str,
+    ) -> Self {
         let to = header(invite, "To").unwrap_or_default();
         let from = header(invite, "From").unwrap_or_default();
         let contact = header(invite, "Contact").map(|c| uri_of(&c));
@@ -140,7 +166,10 @@ impl DialogInfo {
             local: format!("{to};tag={local_tag}"),
             remote: from,
             remote_target: contact.unwrap_or_else(|| format!("sip:{peer}")),
-            route_set: headers(invite, "Record-Route").into_iter().flat_map(|r| split_commas(&r)).collect(),
+            route_set: headers(invite, "Record-Route")
+                .into_iter()
+                .flat_map(|r| split_commas(&r))
+                .collect(),
             local_contact: format!("<sip:voxgate@{via_host}>"),
             via_host,
             transport,
@@ -151,7 +180,13 @@ impl DialogInfo {
 
     /// The dialog a UAC forms when `response`, a 2xx, answers our `invite`
     /// (RFC 3261 §12.1.2): the route set is the Record-Route reversed.
-    pub fn from_uac(invite: &Request, response: &Response, peer: SocketAddr, via_host: String, transport: &'static str) -> Self {
+    pub fn from_uac(
+        invite: &Request,
+        response: &Response,
+        peer: SocketAddr,
+        via_host: String,
+        transport: &'static str,
+    ) -> Self {
         let value = |name: &str| response.header_value(name);
         let all = |name: &str| -> Vec<String> {
             response
@@ -163,12 +198,18 @@ impl DialogInfo {
         };
         let mut route_set = all("Record-Route");
         route_set.reverse();
-        let seq = invite.cseq_header().ok().and_then(|c| c.seq().ok()).unwrap_or(1);
+        let seq = invite
+            .cseq_header()
+            .ok()
+            .and_then(|c| c.seq().ok())
+            .unwrap_or(1);
         Self {
             call_id: call_id(invite),
             local: header(invite, "From").unwrap_or_default(),
             remote: value("To").unwrap_or_default(),
-            remote_target: value("Contact").map(|c| uri_of(&c)).unwrap_or_else(|| invite.uri.to_string()),
+            remote_target: value("Contact")
+                .map(|c| uri_of(&c))
+                .unwrap_or_else(|| invite.uri.to_string()),
             route_set,
             local_contact: format!("<sip:voxgate@{via_host}>"),
             via_host,
@@ -179,7 +220,12 @@ impl DialogInfo {
     }
 
     /// A request in this dialog, as text parsed by rsipstack.
-    pub fn request(&self, method: &str, extra: &[(String, String)], body: Option<(&str, &[u8])>) -> Option<Request> {
+    pub fn request(
+        &self,
+        method: &str,
+        extra: &[(String, String)],
+        body: Option<(&str, &[u8])>,
+    ) -> Option<Request> {
         let seq = self.local_seq.fetch_add(1, Ordering::Relaxed);
         let mut text = format!(
             "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {host};branch=z9hG4bK{branch};rport\r\n\
@@ -244,12 +290,21 @@ mod tests {
 
     #[test]
     fn uri_user_and_params() {
-        assert_eq!(uri_of("\"A\" <sip:alice@h;transport=udp>;tag=9"), "sip:alice@h;transport=udp");
+        assert_eq!(
+            uri_of("\"A\" <sip:alice@h;transport=udp>;tag=9"),
+            "sip:alice@h;transport=udp"
+        );
         assert_eq!(user_of("sip:+331234@h;user=phone"), "+331234");
         assert_eq!(user_of("tel:+331234;phone-context=x"), "+331234");
-        assert_eq!(param("<sip:a@h;lr>;tag=abc ; x=1", "tag").as_deref(), Some("abc"));
+        assert_eq!(
+            param("<sip:a@h;lr>;tag=abc ; x=1", "tag").as_deref(),
+            Some("abc")
+        );
         assert_eq!(param("sip:a@h;tag=abc", "tag").as_deref(), Some("abc"));
-        assert_eq!(split_commas("<sip:a,b@h>, <sip:c@h>"), ["<sip:a,b@h>", "<sip:c@h>"]);
+        assert_eq!(
+            split_commas("<sip:a,b@h>, <sip:c@h>"),
+            ["<sip:a,b@h>", "<sip:c@h>"]
+        );
     }
 
     #[test]
@@ -260,13 +315,30 @@ mod tests {
                Contact: <sip:alice@127.0.0.1:5070>\r\nRecord-Route: <sip:p1;lr>, <sip:p2;lr>\r\nContent-Length: 0\r\n\r\n"[..],
         )
         .unwrap();
-        let d = DialogInfo::from_invite(&invite, "b2", "127.0.0.1:5070".parse().unwrap(), "127.0.0.1:5060".into(), "UDP");
+        let d = DialogInfo::from_invite(
+            &invite,
+            "b2",
+            "127.0.0.1:5070".parse().unwrap(),
+            "127.0.0.1:5060".into(),
+            "UDP",
+        );
         let bye = d.request("BYE", &[], None).unwrap();
         let text = bye.to_string();
-        assert!(text.starts_with("BYE sip:alice@127.0.0.1:5070 SIP/2.0"), "{text}");
+        assert!(
+            text.starts_with("BYE sip:alice@127.0.0.1:5070 SIP/2.0"),
+            "{text}"
+        );
         assert_eq!(from_tag(&bye).as_deref(), Some("b2"));
         assert_eq!(to_tag(&bye).as_deref(), Some("a1"));
         assert_eq!(headers(&bye, "Route").len(), 2);
-        assert_eq!(d.request("BYE", &[], None).unwrap().cseq_header().unwrap().seq().unwrap(), 2);
+        assert_eq!(
+            d.request("BYE", &[], None)
+                .unwrap()
+                .cseq_header()
+                .unwrap()
+                .seq()
+                .unwrap(),
+            2
+        );
     }
 }

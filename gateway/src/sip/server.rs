@@ -46,7 +46,10 @@ pub struct RingingConfig {
 
 impl Default for RingingConfig {
     fn default() -> Self {
-        Self { enabled: true, delay: Duration::ZERO }
+        Self {
+            enabled: true,
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -95,7 +98,11 @@ impl SipServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SipError {
     #[error("binding {transport} on {addr}: {source}")]
-    Bind { transport: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("SIP stack: {0}")]
     Stack(#[from] rsipstack::Error),
 }
@@ -118,7 +125,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn count_response(status: u16) {
-        metrics::global().sip_responses_total.get_or_create(&StatusLabel { status }).inc();
+        metrics::global()
+            .sip_responses_total
+            .get_or_create(&StatusLabel { status })
+            .inc();
     }
 
     fn make_nonce(&self) -> String {
@@ -136,8 +146,12 @@ impl Shared {
 
     /// A nonce we issued within the last five minutes.
     fn nonce_ok(&self, nonce: &str) -> bool {
-        let Some((stamp, _)) = nonce.split_once('.') else { return false };
-        let Ok(stamp) = u64::from_str_radix(stamp, 16) else { return false };
+        let Some((stamp, _)) = nonce.split_once('.') else {
+            return false;
+        };
+        let Ok(stamp) = u64::from_str_radix(stamp, 16) else {
+            return false;
+        };
         let now = crate::clock::wall_now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -149,7 +163,13 @@ impl Shared {
     fn is_ours(&self, req: &Request) -> bool {
         let host = req.uri.host_with_port.host.to_string();
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if self.cfg.local_domains.iter().any(|d| d.eq_ignore_ascii_case(host)) || host.eq_ignore_ascii_case("localhost") {
+        if self
+            .cfg
+            .local_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(host))
+            || host.eq_ignore_ascii_case("localhost")
+        {
             return true;
         }
         match host.parse::<IpAddr>() {
@@ -180,19 +200,44 @@ async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener, Socket
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let udp = UdpSocket::bind(listen).await.map_err(|source| SipError::Bind { transport: "UDP", addr: listen, source })?;
-        let local = udp.local_addr().map_err(|source| SipError::Bind { transport: "UDP", addr: listen, source })?;
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| SipError::Bind {
+                transport: "UDP",
+                addr: listen,
+                source,
+            })?;
+        let local = udp.local_addr().map_err(|source| SipError::Bind {
+            transport: "UDP",
+            addr: listen,
+            source,
+        })?;
         match TcpListener::bind(local).await {
             Ok(tcp) => return Ok((udp, tcp, local)),
-            Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && attempt < PORT_ZERO_ATTEMPTS => continue,
-            Err(source) => return Err(SipError::Bind { transport: "TCP", addr: local, source }),
+            Err(e)
+                if listen.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < PORT_ZERO_ATTEMPTS =>
+            {
+                continue
+            }
+            Err(source) => {
+                return Err(SipError::Bind {
+                    transport: "TCP",
+                    addr: local,
+                    source,
+                })
+            }
         }
     }
 }
 
 impl Server {
     /// Binds UDP and TCP on `cfg.listen` and starts serving.
-    pub async fn start(cfg: SipServerConfig, router: Arc<dyn CallRouter>) -> Result<Server, SipError> {
+    pub async fn start(
+        cfg: SipServerConfig,
+        router: Arc<dyn CallRouter>,
+    ) -> Result<Server, SipError> {
         let (udp, tcp, local) = bind_pair(cfg.listen).await?;
 
         let advertised_ip = cfg.public_ip.unwrap_or_else(|| {
@@ -203,12 +248,18 @@ impl Server {
             }
         });
         let advertised = SocketAddr::new(advertised_ip, local.port());
-        let guard = GuardConfig { max_message_size: cfg.max_message_size.min(65535), ..GuardConfig::default() };
+        let guard = GuardConfig {
+            max_message_size: cfg.max_message_size.min(65535),
+            ..GuardConfig::default()
+        };
 
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.child_token());
-        let guarded: Arc<dyn rsipstack::platform::net::UdpSocket> = Arc::new(GuardedUdp::new(Arc::new(udp), guard.clone()));
-        let udp_conn = UdpConnection::from_socket(guarded, Some(advertised), Some(cancel.child_token())).await?;
+        let guarded: Arc<dyn rsipstack::platform::net::UdpSocket> =
+            Arc::new(GuardedUdp::new(Arc::new(udp), guard.clone()));
+        let udp_conn =
+            UdpConnection::from_socket(guarded, Some(advertised), Some(cancel.child_token()))
+                .await?;
         transport_layer.add_transport(udp_conn.into());
         let endpoint = EndpointBuilder::new()
             .with_user_agent(&cfg.user_agent)
@@ -222,7 +273,13 @@ impl Server {
                 tracing::error!(error = %e, "SIP endpoint stopped");
             }
         });
-        tokio::spawn(serve_tcp(tcp, local, endpoint.inner.clone(), guard, cancel.child_token()));
+        tokio::spawn(serve_tcp(
+            tcp,
+            local,
+            endpoint.inner.clone(),
+            guard,
+            cancel.child_token(),
+        ));
 
         let shared = Arc::new(Shared {
             trunks: TrunkTable::new(cfg.trunks.clone()),
@@ -248,7 +305,11 @@ impl Server {
             }
         });
         tracing::info!(%local, "SIP server listening on UDP and TCP");
-        Ok(Server { shared, cancel, endpoint })
+        Ok(Server {
+            shared,
+            cancel,
+            endpoint,
+        })
     }
 
     /// The bound address (UDP and TCP share the port).
@@ -283,7 +344,8 @@ impl Server {
     /// a few seconds for the BYEs), then stops the stack.
     pub async fn shutdown(self) {
         self.begin_drain();
-        let give_up = tokio::time::Instant::now() + self.shared.cfg.drain_timeout + Duration::from_secs(3);
+        let give_up =
+            tokio::time::Instant::now() + self.shared.cfg.drain_timeout + Duration::from_secs(3);
         while self.active_calls() > 0 && tokio::time::Instant::now() < give_up {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -305,7 +367,12 @@ fn end_all_calls(shared: &Shared) {
 
 /// The source of a transaction's request, after Via received/rport.
 fn source_of(tx: &Transaction) -> Option<SocketAddr> {
-    if let Some(addr) = tx.connection.as_ref().and_then(|c| c.get_remote_addr()).and_then(|a| a.get_socketaddr().ok()) {
+    if let Some(addr) = tx
+        .connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok())
+    {
         return Some(addr);
     }
     let via = tx.original.via_header().ok()?;
@@ -315,7 +382,14 @@ fn source_of(tx: &Transaction) -> Option<SocketAddr> {
 
 async fn reply(shared: &Shared, tx: &mut Transaction, status: u16, extra: &[(String, String)]) {
     let tag = msg::random_token();
-    let resp = msg::response(&shared.endpoint, &tx.original, status, Some(&tag), extra, None);
+    let resp = msg::response(
+        &shared.endpoint,
+        &tx.original,
+        status,
+        Some(&tag),
+        extra,
+        None,
+    );
     Shared::count_response(status);
     if let Err(e) = tx.respond(resp).await {
         tracing::debug!(status, error = %e, "sending a response failed");
@@ -324,13 +398,20 @@ async fn reply(shared: &Shared, tx: &mut Transaction, status: u16, extra: &[(Str
 
 async fn dispatch_transaction(shared: &Arc<Shared>, mut tx: Transaction) {
     let method = tx.original.method;
-    metrics::global().sip_requests_total.get_or_create(&MethodLabel { method: method.to_string() }).inc();
+    metrics::global()
+        .sip_requests_total
+        .get_or_create(&MethodLabel {
+            method: method.to_string(),
+        })
+        .inc();
     if let Some(tag) = msg::to_tag(&tx.original) {
         let key = (msg::call_id(&tx.original), tag);
         let call = shared.calls.lock().ok().and_then(|c| c.get(&key).cloned());
         match call {
             Some(call) => {
-                if let Err(mpsc::error::SendError(CallInput::Request(mut tx))) = call.send(CallInput::Request(Box::new(tx))) {
+                if let Err(mpsc::error::SendError(CallInput::Request(mut tx))) =
+                    call.send(CallInput::Request(Box::new(tx)))
+                {
                     reply(shared, &mut tx, 481, &[]).await;
                 }
             }
@@ -351,11 +432,23 @@ async fn dispatch_transaction(shared: &Arc<Shared>, mut tx: Transaction) {
             reply(shared, &mut tx, 200, &extra).await;
         }
         Method::Ack => {}
-        Method::Bye | Method::Info | Method::Notify | Method::Refer | Method::PRack | Method::Update | Method::Cancel => {
+        Method::Bye
+        | Method::Info
+        | Method::Notify
+        | Method::Refer
+        | Method::PRack
+        | Method::Update
+        | Method::Cancel => {
             reply(shared, &mut tx, 481, &[]).await;
         }
         Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
-            reply(shared, &mut tx, 405, &[("Allow".to_string(), super::ALLOW.to_string())]).await;
+            reply(
+                shared,
+                &mut tx,
+                405,
+                &[("Allow".to_string(), super::ALLOW.to_string())],
+            )
+            .await;
         }
     }
 }
@@ -366,25 +459,44 @@ async fn new_invite(shared: &Arc<Shared>, mut tx: Transaction) {
     };
     let Some(trunk) = shared.trunks.match_source(source.ip()) else {
         tracing::debug!(%source, "INVITE from a source no trunk allows");
-        metrics::global().sip_dropped_total.get_or_create(&DropLabel { reason: DropReason::NotAllowed }).inc();
+        metrics::global()
+            .sip_dropped_total
+            .get_or_create(&DropLabel {
+                reason: DropReason::NotAllowed,
+            })
+            .inc();
         return;
     };
-    let retry_after = [("Retry-After".to_string(), shared.cfg.retry_after_secs.to_string())];
+    let retry_after = [(
+        "Retry-After".to_string(),
+        shared.cfg.retry_after_secs.to_string(),
+    )];
     if shared.draining.load(Ordering::SeqCst) {
         return reply(shared, &mut tx, 503, &retry_after).await;
     }
     if let RateDecision::Limited { retry_after } = trunk.check_rate(source.ip()) {
-        metrics::global().sip_rate_limited_total.get_or_create(&TrunkLabel { trunk: trunk.cfg.name.clone() }).inc();
+        metrics::global()
+            .sip_rate_limited_total
+            .get_or_create(&TrunkLabel {
+                trunk: trunk.cfg.name.clone(),
+            })
+            .inc();
         let secs = retry_after.as_secs().max(1).to_string();
         return reply(shared, &mut tx, 503, &[("Retry-After".to_string(), secs)]).await;
     }
-    let max_forwards = tx.original.max_forwards_header().ok().and_then(|m| m.value().trim().parse::<u32>().ok());
+    let max_forwards = tx
+        .original
+        .max_forwards_header()
+        .ok()
+        .and_then(|m| m.value().trim().parse::<u32>().ok());
     if max_forwards == Some(0) && !shared.is_ours(&tx.original) {
         return reply(shared, &mut tx, 483, &[]).await;
     }
     match trunk.check_auth(&tx.original, &shared.make_nonce(), |n| shared.nonce_ok(n)) {
         AuthDecision::Allowed => {}
-        AuthDecision::Challenge(c) => return reply(shared, &mut tx, 401, &[("WWW-Authenticate".to_string(), c)]).await,
+        AuthDecision::Challenge(c) => {
+            return reply(shared, &mut tx, 401, &[("WWW-Authenticate".to_string(), c)]).await
+        }
         AuthDecision::Forbidden => return reply(shared, &mut tx, 403, &[]).await,
     }
     let uas = UasConfig {
@@ -403,7 +515,17 @@ async fn new_invite(shared: &Arc<Shared>, mut tx: Transaction) {
     let shared = shared.clone();
     let trunk_cfg = trunk.cfg.clone();
     tokio::spawn(async move {
-        session::run(shared.clone(), tx, trunk_cfg, source, uas, our_tag, input_tx, input_rx).await;
+        session::run(
+            shared.clone(),
+            tx,
+            trunk_cfg,
+            source,
+            uas,
+            our_tag,
+            input_tx,
+            input_rx,
+        )
+        .await;
         if let Ok(mut calls) = shared.calls.lock() {
             calls.remove(&key);
         }

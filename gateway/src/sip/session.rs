@@ -17,7 +17,9 @@ use super::control::{ControlCommand, SipControl};
 use super::msg::{self, DialogInfo};
 use super::server::Shared;
 use super::trunk::TrunkConfig;
-use super::uas::{Body, Decision, EndReason, InDialogMethod, OutRequest, Reply, TxId, Uas, UasConfig, UasEvent};
+use super::uas::{
+    Body, Decision, EndReason, InDialogMethod, OutRequest, Reply, TxId, Uas, UasConfig, UasEvent,
+};
 use crate::call::{CallEvent, CallHandle, CallInfo, IncomingCall, RouteDecision};
 use crate::clock;
 use crate::dtmf::DtmfSource;
@@ -54,7 +56,10 @@ const SDP: &str = "application/sdp";
 /// Drives `tx` (retransmissions, timers) in its own task and forwards what
 /// it delivers as [`CallInput::TxMessage`].
 fn pump(mut tx: Transaction, id: TxId, inputs: mpsc::UnboundedSender<CallInput>) -> TxHandle {
-    let handle = TxHandle { request: tx.original.clone(), sender: tx.tu_sender.clone() };
+    let handle = TxHandle {
+        request: tx.original.clone(),
+        sender: tx.tu_sender.clone(),
+    };
     tokio::spawn(async move {
         while let Some(m) = tx.receive().await {
             if inputs.send(CallInput::TxMessage(id, m)).is_err() {
@@ -79,7 +84,9 @@ fn params_of(n: &NegotiatedMedia) -> MediaParams {
 
 fn has_sdp(req: &Request) -> bool {
     !req.body.is_empty()
-        && msg::header(req, "Content-Type").map(|c| msg::media_type(&c) == SDP).unwrap_or(false)
+        && msg::header(req, "Content-Type")
+            .map(|c| msg::media_type(&c) == SDP)
+            .unwrap_or(false)
 }
 
 struct Call {
@@ -132,7 +139,9 @@ pub(crate) async fn run(
 ) {
     let invite = tx.original.clone();
     let from = msg::header(&invite, "From").unwrap_or_default();
-    let caller_uri = msg::header(&invite, "P-Asserted-Identity").map(|p| msg::uri_of(&p)).unwrap_or_else(|| msg::uri_of(&from));
+    let caller_uri = msg::header(&invite, "P-Asserted-Identity")
+        .map(|p| msg::uri_of(&p))
+        .unwrap_or_else(|| msg::uri_of(&from));
     let incoming = IncomingCall {
         call_id: msg::call_id(&invite),
         did: msg::user_of(&invite.uri.to_string()),
@@ -220,10 +229,18 @@ pub(crate) async fn run(
 impl Call {
     /// Routes the call and prepares media; the decision for the core.
     async fn decide(&mut self, invite: &Request) -> Decision {
-        let reject = |status: u16| Decision::Reject { status, reason: None, headers: Vec::new() };
+        let reject = |status: u16| Decision::Reject {
+            status,
+            reason: None,
+            headers: Vec::new(),
+        };
         let handler = match self.shared.router.route(&self.incoming) {
             RouteDecision::Reject { status, reason } => {
-                return Decision::Reject { status, reason: Some(reason), headers: Vec::new() }
+                return Decision::Reject {
+                    status,
+                    reason: Some(reason),
+                    headers: Vec::new(),
+                }
             }
             RouteDecision::Answer(h) => h,
         };
@@ -234,11 +251,23 @@ impl Call {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 tracing::error!(error = %e, "no media port for a call");
-                return Decision::Reject { status: 503, reason: None, headers: vec![("Retry-After".into(), "5".into())] };
+                return Decision::Reject {
+                    status: 503,
+                    reason: None,
+                    headers: vec![("Retry-After".into(), "5".into())],
+                };
             }
         };
-        let ip = self.shared.cfg.public_ip.unwrap_or(self.shared.cfg.media.local_ip);
-        let ip = if ip.is_unspecified() { self.shared.local.ip() } else { ip };
+        let ip = self
+            .shared
+            .cfg
+            .public_ip
+            .unwrap_or(self.shared.cfg.media.local_ip);
+        let ip = if ip.is_unspecified() {
+            self.shared.local.ip()
+        } else {
+            ip
+        };
         let mut local = LocalMedia::new(ip, media.local_port());
         local.telephone_event = self.trunk.dtmf.rfc4733;
         let sdp = if has_sdp(invite) {
@@ -246,7 +275,10 @@ impl Call {
             match self.sdp.answer(&offer, &local) {
                 Ok((answer, negotiated)) => {
                     let params = params_of(&negotiated);
-                    if let Err(e) = media.start(MediaParams { send: false, ..params }) {
+                    if let Err(e) = media.start(MediaParams {
+                        send: false,
+                        ..params
+                    }) {
                         tracing::warn!(error = %e, "media did not start");
                         return reject(500);
                     }
@@ -264,9 +296,21 @@ impl Call {
         self.local = Some(local);
         self.media = Some(media);
         self.handler = Some(handler);
-        let transport = if self.connection.as_ref().is_some_and(|c| c.is_reliable()) { "TCP" } else { "UDP" };
-        self.dialog = Some(DialogInfo::from_invite(invite, &self.our_tag, self.peer, self.shared.contact_host.clone(), transport));
-        Decision::Answer { sdp: sdp.into_bytes() }
+        let transport = if self.connection.as_ref().is_some_and(|c| c.is_reliable()) {
+            "TCP"
+        } else {
+            "UDP"
+        };
+        self.dialog = Some(DialogInfo::from_invite(
+            invite,
+            &self.our_tag,
+            self.peer,
+            self.shared.contact_host.clone(),
+            transport,
+        ));
+        Decision::Answer {
+            sdp: sdp.into_bytes(),
+        }
     }
 
     async fn handle_input(&mut self, input: CallInput) {
@@ -293,7 +337,9 @@ impl Call {
             },
             CallInput::TxMessage(_, SipMessage::Response(_)) => {}
             CallInput::Request(tx) => {
-                let Some(tx) = self.agent_request(*tx) else { return };
+                let Some(tx) = self.agent_request(*tx) else {
+                    return;
+                };
                 let id = self.next_tx;
                 self.next_tx += 1;
                 let method = tx.original.method;
@@ -363,7 +409,9 @@ impl Call {
                     self.emit(CallEvent::PlaybackFinished { id, stopped });
                 }
             }
-            MediaEvent::RtpTimeout => tracing::info!(call_id = %self.incoming.call_id, "no RTP from the caller"),
+            MediaEvent::RtpTimeout => {
+                tracing::info!(call_id = %self.incoming.call_id, "no RTP from the caller")
+            }
             MediaEvent::RtpResumed | MediaEvent::RtcpBye => {}
         }
     }
@@ -379,7 +427,8 @@ impl Call {
     /// Applies an SDP answer to our offer (late offer, or a re-INVITE
     /// without SDP).
     fn apply_answer(&mut self, answer: &str) -> bool {
-        let (Some(media), Ok(negotiated)) = (self.media.clone(), self.sdp.accept_answer(answer)) else {
+        let (Some(media), Ok(negotiated)) = (self.media.clone(), self.sdp.accept_answer(answer))
+        else {
             return false;
         };
         self.apply_media(&media, &negotiated)
@@ -387,7 +436,11 @@ impl Call {
 
     fn apply_media(&mut self, media: &MediaSession, negotiated: &NegotiatedMedia) -> bool {
         let params = params_of(negotiated);
-        let result = if self.media_started { media.update(params) } else { media.start(params) };
+        let result = if self.media_started {
+            media.update(params)
+        } else {
+            media.start(params)
+        };
         if let Err(e) = result {
             tracing::warn!(error = %e, "media parameters refused");
             return false;
@@ -396,7 +449,11 @@ impl Call {
         self.codec = negotiated.codec.name();
         if negotiated.on_hold != self.on_hold {
             self.on_hold = negotiated.on_hold;
-            self.emit(if negotiated.on_hold { CallEvent::Hold } else { CallEvent::Resume });
+            self.emit(if negotiated.on_hold {
+                CallEvent::Hold
+            } else {
+                CallEvent::Resume
+            });
         }
         true
     }
@@ -431,7 +488,9 @@ impl Call {
                 if let Some(sdp) = sdp {
                     let answer = String::from_utf8_lossy(&sdp).into_owned();
                     if !self.media_started && !self.apply_answer(&answer) {
-                        tracing::info!("late-offer answer in the ACK was not acceptable; hanging up");
+                        tracing::info!(
+                            "late-offer answer in the ACK was not acceptable; hanging up"
+                        );
                         self.uas.handle_hangup(clock::now(), 488);
                         return;
                     }
@@ -442,13 +501,18 @@ impl Call {
             UasEvent::Terminated(reason) => {
                 self.transfer_caller_gone();
                 let outcome = match reason {
-                    EndReason::RemoteBye | EndReason::LocalBye if self.transferred => CallOutcome::Transferred,
+                    EndReason::RemoteBye | EndReason::LocalBye if self.transferred => {
+                        CallOutcome::Transferred
+                    }
                     EndReason::Rejected(_) => CallOutcome::Rejected,
                     EndReason::Cancelled => CallOutcome::Cancelled,
                     EndReason::NoAck => CallOutcome::Failed,
                     EndReason::RemoteBye | EndReason::LocalBye => CallOutcome::Completed,
                 };
-                metrics::global().calls_total.get_or_create(&OutcomeLabel { outcome }).inc();
+                metrics::global()
+                    .calls_total
+                    .get_or_create(&OutcomeLabel { outcome })
+                    .inc();
                 let text = match reason {
                     EndReason::Rejected(s) => format!("rejected with {s}"),
                     EndReason::Cancelled => "cancelled by the caller".into(),
@@ -463,7 +527,9 @@ impl Call {
     }
 
     fn start_handler(&mut self) {
-        let (Some(handler), Some(media)) = (self.handler.take(), self.media.clone()) else { return };
+        let (Some(handler), Some(media)) = (self.handler.take(), self.media.clone()) else {
+            return;
+        };
         let info = CallInfo {
             incoming: self.incoming.clone(),
             voxgate_id: uuid::Uuid::new_v4().to_string(),
@@ -471,7 +537,13 @@ impl Call {
             sample_rate: crate::media::MEDIA_SAMPLE_RATE,
         };
         let (events_tx, events_rx) = mpsc::channel(256);
-        let control = Arc::new(SipControl::new(info, media, events_tx.clone(), self.control_tx.clone(), self.shared.cfg.say.clone()));
+        let control = Arc::new(SipControl::new(
+            info,
+            media,
+            events_tx.clone(),
+            self.control_tx.clone(),
+            self.shared.cfg.say.clone(),
+        ));
         self.events = Some(events_tx);
         self.control = Some(control.clone());
         let handle = CallHandle::new(control, events_rx);
@@ -484,8 +556,16 @@ impl Call {
     }
 
     fn answer_in_dialog(&mut self, tx: TxId, method: InDialogMethod) {
-        let Some(req) = self.txs.get(&tx).map(|h| h.request.clone()) else { return };
-        let mut reply = Reply { tx, status: 200, reason: None, body: Body::None, headers: Vec::new() };
+        let Some(req) = self.txs.get(&tx).map(|h| h.request.clone()) else {
+            return;
+        };
+        let mut reply = Reply {
+            tx,
+            status: 200,
+            reason: None,
+            body: Body::None,
+            headers: Vec::new(),
+        };
         match method {
             InDialogMethod::ReInvite => {
                 let (Some(media), Some(local)) = (self.media.clone(), self.local.clone()) else {
@@ -510,7 +590,9 @@ impl Call {
                 }
             }
             InDialogMethod::Info => {
-                let ct = msg::header(&req, "Content-Type").map(|c| msg::media_type(&c)).unwrap_or_default();
+                let ct = msg::header(&req, "Content-Type")
+                    .map(|c| msg::media_type(&c))
+                    .unwrap_or_default();
                 if ct == "application/dtmf-relay" || ct == "application/dtmf" {
                     match crate::dtmf::info::parse_body(&ct, &req.body) {
                         Ok(ev) if self.trunk.dtmf.info => self.emit_dtmf(ev),
@@ -519,7 +601,10 @@ impl Call {
                     }
                 } else if !req.body.is_empty() {
                     reply.status = 415;
-                    reply.headers.push(("Accept".into(), "application/dtmf-relay, application/dtmf".into()));
+                    reply.headers.push((
+                        "Accept".into(),
+                        "application/dtmf-relay, application/dtmf".into(),
+                    ));
                 }
             }
             InDialogMethod::Options => reply.headers.push(("Allow".into(), super::ALLOW.into())),
@@ -537,11 +622,16 @@ impl Call {
     }
 
     fn respond(&mut self, r: Reply) {
-        let Some(handle) = self.txs.get(&r.tx) else { return };
+        let Some(handle) = self.txs.get(&r.tx) else {
+            return;
+        };
         let is_invite = handle.request.method == Method::Invite;
         let mut extra = r.headers.clone();
         if is_invite && (r.status > 100 && r.status < 300) {
-            extra.push(("Contact".into(), format!("<sip:voxgate@{}>", self.shared.contact_host)));
+            extra.push((
+                "Contact".into(),
+                format!("<sip:voxgate@{}>", self.shared.contact_host),
+            ));
         }
         if is_invite && (200..300).contains(&r.status) {
             extra.push(("Allow".into(), super::ALLOW.into()));
@@ -555,7 +645,14 @@ impl Call {
             Body::Sdp(b) => Some((SDP, b.clone())),
             Body::None => None,
         };
-        let resp = msg::response(&self.shared.endpoint, &handle.request, r.status, Some(&self.our_tag), &extra, body);
+        let resp = msg::response(
+            &self.shared.endpoint,
+            &handle.request,
+            r.status,
+            Some(&self.our_tag),
+            &extra,
+            body,
+        );
         Shared::count_response(r.status);
         if handle.sender.send(TransactionEvent::Respond(resp)).is_err() {
             tracing::debug!(status = r.status, "transaction gone before its response");
@@ -563,7 +660,13 @@ impl Call {
     }
 
     fn send_bye(&mut self) {
-        let Some(req) = self.dialog.as_ref().and_then(|d| d.request("BYE", &[], None)) else { return };
+        let Some(req) = self
+            .dialog
+            .as_ref()
+            .and_then(|d| d.request("BYE", &[], None))
+        else {
+            return;
+        };
         let endpoint = self.shared.endpoint.clone();
         let connection = self.connection.clone();
         let peer = self.peer;

@@ -47,8 +47,13 @@ impl Call {
     /// A `transfer` command from the handler.
     pub(super) async fn start_transfer(&mut self, request: TransferRequest, reply: Reply) {
         if let Some(previous) = self.transfers.iter().find(|t| t.reply.is_some()) {
-            tracing::debug!(state = previous.core.state().name(), "transfer refused: another one runs");
-            let _ = reply.send(Err(TransferError::InvalidTarget("another transfer of this call is in progress".into())));
+            tracing::debug!(
+                state = previous.core.state().name(),
+                "transfer refused: another one runs"
+            );
+            let _ = reply.send(Err(TransferError::InvalidTarget(
+                "another transfer of this call is in progress".into(),
+            )));
             return;
         }
         if self.uas.is_terminated() || self.dialog.is_none() {
@@ -61,7 +66,11 @@ impl Call {
             let _ = reply.send(Err(e));
             return;
         }
-        let voxgate_id = self.control.as_ref().map(|c| c.info().voxgate_id.clone()).unwrap_or_default();
+        let voxgate_id = self
+            .control
+            .as_ref()
+            .map(|c| c.info().voxgate_id.clone())
+            .unwrap_or_default();
         let mut headers = vec![("X-Voxgate-Call-Id".to_string(), voxgate_id)];
         headers.extend(request.headers.iter().cloned());
         self.next_transfer += 1;
@@ -72,16 +81,38 @@ impl Call {
         }
     }
 
-    fn start_blind(&mut self, id: u64, request: &TransferRequest, mut headers: Vec<(String, String)>, reply: Reply) {
+    fn start_blind(
+        &mut self,
+        id: u64,
+        request: &TransferRequest,
+        mut headers: Vec<(String, String)>,
+        reply: Reply,
+    ) {
         headers.insert(0, ("Refer-To".into(), format!("<{}>", request.target)));
-        headers.insert(1, ("Referred-By".into(), format!("<sip:voxgate@{}>", self.shared.contact_host)));
-        let Some(refer) = self.dialog.as_ref().and_then(|d| d.request("REFER", &headers, None)) else {
-            let _ = reply.send(Err(TransferError::InvalidTarget("the REFER could not be built".into())));
+        headers.insert(
+            1,
+            (
+                "Referred-By".into(),
+                format!("<sip:voxgate@{}>", self.shared.contact_host),
+            ),
+        );
+        let Some(refer) = self
+            .dialog
+            .as_ref()
+            .and_then(|d| d.request("REFER", &headers, None))
+        else {
+            let _ = reply.send(Err(TransferError::InvalidTarget(
+                "the REFER could not be built".into(),
+            )));
             return;
         };
         self.refer_sent = true;
-        let (endpoint, connection, peer, inputs) =
-            (self.shared.endpoint.clone(), self.connection.clone(), self.peer, self.inputs.clone());
+        let (endpoint, connection, peer, inputs) = (
+            self.shared.endpoint.clone(),
+            self.connection.clone(),
+            self.peer,
+            self.inputs.clone(),
+        );
         tokio::spawn(async move {
             let status = match send_request(endpoint, refer, connection, peer).await {
                 Ok(r) => r.map(|r| u16::from(r.status_code)),
@@ -93,10 +124,21 @@ impl Call {
             let _ = inputs.send(CallInput::ReferAnswer(id, status));
         });
         let core = Transfer::blind(clock::now(), request.timeout);
-        self.transfers.push(ActiveTransfer { id, core, reply: Some(reply), agent: None });
+        self.transfers.push(ActiveTransfer {
+            id,
+            core,
+            reply: Some(reply),
+            agent: None,
+        });
     }
 
-    async fn start_bridged(&mut self, id: u64, request: &TransferRequest, headers: Vec<(String, String)>, reply: Reply) {
+    async fn start_bridged(
+        &mut self,
+        id: u64,
+        request: &TransferRequest,
+        headers: Vec<(String, String)>,
+        reply: Reply,
+    ) {
         let media = match MediaSession::bind(self.shared.cfg.media.clone()).await {
             Ok(m) => Arc::new(m),
             Err(e) => {
@@ -107,21 +149,47 @@ impl Call {
                 return;
             }
         };
-        let ip = self.shared.cfg.public_ip.unwrap_or(self.shared.cfg.media.local_ip);
-        let ip = if ip.is_unspecified() { self.shared.local.ip() } else { ip };
+        let ip = self
+            .shared
+            .cfg
+            .public_ip
+            .unwrap_or(self.shared.cfg.media.local_ip);
+        let ip = if ip.is_unspecified() {
+            self.shared.local.ip()
+        } else {
+            ip
+        };
         let local = LocalMedia::new(ip, media.local_port());
         let mut sdp = SdpSession::with_random_id();
         let offer = sdp.offer(&local);
-        let built = uac::build_invite(&request.target, &self.incoming.caller_id, &self.shared.contact_host, &headers, &offer);
+        let built = uac::build_invite(
+            &request.target,
+            &self.incoming.caller_id,
+            &self.shared.contact_host,
+            &headers,
+            &offer,
+        );
         let Some(invite) = built else {
-            let _ = reply.send(Err(TransferError::InvalidTarget(format!("{:?}: the INVITE could not be built", request.target))));
+            let _ = reply.send(Err(TransferError::InvalidTarget(format!(
+                "{:?}: the INVITE could not be built",
+                request.target
+            ))));
             return;
         };
         let dest = uac::target_addr(&request.target);
         if let Ok(mut calls) = self.shared.calls.lock() {
-            calls.insert((invite.call_id.clone(), invite.local_tag.clone()), self.inputs.clone());
+            calls.insert(
+                (invite.call_id.clone(), invite.local_tag.clone()),
+                self.inputs.clone(),
+            );
         }
-        uac::start_invite(self.shared.endpoint.clone(), invite.request.clone(), dest, id, self.inputs.clone());
+        uac::start_invite(
+            self.shared.endpoint.clone(),
+            invite.request.clone(),
+            dest,
+            id,
+            self.inputs.clone(),
+        );
         let leg = AgentLeg {
             invite: invite.request,
             call_id: invite.call_id,
@@ -133,7 +201,12 @@ impl Call {
             bridge: None,
         };
         let core = Transfer::bridged(clock::now(), request.timeout);
-        self.transfers.push(ActiveTransfer { id, core, reply: Some(reply), agent: Some(leg) });
+        self.transfers.push(ActiveTransfer {
+            id,
+            core,
+            reply: Some(reply),
+            agent: Some(leg),
+        });
     }
 
     fn transfer_mut(&mut self, id: u64) -> Option<&mut ActiveTransfer> {
@@ -150,7 +223,9 @@ impl Call {
 
     pub(super) fn handle_agent(&mut self, id: u64, ev: AgentEvent) {
         let via_host = self.shared.contact_host.clone();
-        let Some(t) = self.transfer_mut(id) else { return };
+        let Some(t) = self.transfer_mut(id) else {
+            return;
+        };
         let Some(leg) = t.agent.as_mut() else { return };
         let now = clock::now();
         match ev {
@@ -178,7 +253,9 @@ impl Call {
         if !msg::header(req, "Event").is_some_and(|e| transfer::is_refer_event(&e)) {
             return 489;
         }
-        let ct = msg::header(req, "Content-Type").map(|c| msg::media_type(&c)).unwrap_or_default();
+        let ct = msg::header(req, "Content-Type")
+            .map(|c| msg::media_type(&c))
+            .unwrap_or_default();
         if ct != "message/sipfrag" {
             return 415;
         }
@@ -189,7 +266,8 @@ impl Call {
                 return 400;
             }
         };
-        let terminated = msg::header(req, "Subscription-State").is_some_and(|s| transfer::is_terminated(&s));
+        let terminated =
+            msg::header(req, "Subscription-State").is_some_and(|s| transfer::is_terminated(&s));
         let now = clock::now();
         if let Some(t) = self.transfers.iter_mut().find(|t| t.agent.is_none()) {
             t.core.handle_notify(now, &frag, terminated);
@@ -200,7 +278,11 @@ impl Call {
     /// Takes a request of an agent's dialog; gives back the others.
     pub(super) fn agent_request(&mut self, tx: Transaction) -> Option<Transaction> {
         let call_id = msg::call_id(&tx.original);
-        let Some(i) = self.transfers.iter().position(|t| t.agent.as_ref().is_some_and(|a| a.call_id == call_id)) else {
+        let Some(i) = self
+            .transfers
+            .iter()
+            .position(|t| t.agent.as_ref().is_some_and(|a| a.call_id == call_id))
+        else {
             return Some(tx);
         };
         let method = tx.original.method;
@@ -234,7 +316,10 @@ impl Call {
     }
 
     pub(super) fn transfer_timeout(&self) -> Option<std::time::Instant> {
-        self.transfers.iter().filter_map(|t| t.core.poll_timeout()).min()
+        self.transfers
+            .iter()
+            .filter_map(|t| t.core.poll_timeout())
+            .min()
     }
 
     pub(super) fn handle_transfer_timeout(&mut self, now: std::time::Instant) {
@@ -283,7 +368,9 @@ impl Call {
                             }
                         });
                     }
-                    _ => tracing::warn!("the agent INVITE cannot be cancelled: no CANCEL or no address"),
+                    _ => tracing::warn!(
+                        "the agent INVITE cannot be cancelled: no CANCEL or no address"
+                    ),
                 }
             }
             TransferAction::ByeAgent => {
@@ -291,7 +378,11 @@ impl Call {
                 if let (Some(bridge), Some(caller)) = (leg.bridge.take(), caller_media.as_ref()) {
                     bridge.stop(caller, &leg.media);
                 }
-                let Some((bye, peer)) = leg.dialog.as_ref().and_then(|d| Some((d.request("BYE", &[], None)?, d.peer))) else {
+                let Some((bye, peer)) = leg
+                    .dialog
+                    .as_ref()
+                    .and_then(|d| Some((d.request("BYE", &[], None)?, d.peer)))
+                else {
                     tracing::warn!("no dialog to send the agent a BYE in");
                     return;
                 };
@@ -337,7 +428,9 @@ impl Call {
         if let Some(reply) = t.reply.take() {
             let _ = reply.send(Err(TransferError::CallGone));
         }
-        let Some(mut leg) = t.agent.take() else { return };
+        let Some(mut leg) = t.agent.take() else {
+            return;
+        };
         if let (Some(bridge), Some(caller)) = (leg.bridge.take(), self.media.as_ref()) {
             bridge.stop(caller, &leg.media);
         }
@@ -358,9 +451,19 @@ impl Call {
 /// The agent's dialog from its 2xx; requests go to its Contact when that
 /// is an IP address, else where the INVITE went.
 fn agent_dialog(leg: &AgentLeg, response: &Response, via_host: String) -> Option<DialogInfo> {
-    let contact = response.headers.iter().find(|h| h.name().eq_ignore_ascii_case("Contact")).map(|h| msg::uri_of(h.value()));
+    let contact = response
+        .headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case("Contact"))
+        .map(|h| msg::uri_of(h.value()));
     let peer = contact.as_deref().and_then(uac::target_addr).or(leg.dest)?;
-    Some(DialogInfo::from_uac(&leg.invite, response, peer, via_host, "UDP"))
+    Some(DialogInfo::from_uac(
+        &leg.invite,
+        response,
+        peer,
+        via_host,
+        "UDP",
+    ))
 }
 
 impl AgentLeg {

@@ -57,7 +57,11 @@ pub enum SipFragError {
 /// Leading blank lines are tolerated; a request line or garbage is an error.
 pub fn parse_sipfrag(body: &[u8]) -> Result<SipFrag, SipFragError> {
     let text = std::str::from_utf8(body).map_err(|_| SipFragError::NotText)?;
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).ok_or(SipFragError::Empty)?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or(SipFragError::Empty)?;
     let mut parts = line.splitn(3, [' ', '\t']);
     let version = parts.next().unwrap_or_default();
     if !version.to_ascii_uppercase().starts_with("SIP/") {
@@ -71,17 +75,26 @@ pub fn parse_sipfrag(body: &[u8]) -> Result<SipFrag, SipFragError> {
         Ok(s) if code.len() == 3 && (100..=699).contains(&s) => s,
         _ => return Err(SipFragError::BadStatus(code.to_string())),
     };
-    Ok(SipFrag { status, reason: parts.next().unwrap_or_default().trim().to_string() })
+    Ok(SipFrag {
+        status,
+        reason: parts.next().unwrap_or_default().trim().to_string(),
+    })
 }
 
 /// Whether an `Event` header value names the `refer` package (RFC 3515 §2.4.4).
 pub fn is_refer_event(value: &str) -> bool {
-    value.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("refer"))
+    value
+        .split(';')
+        .next()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("refer"))
 }
 
 /// Whether a `Subscription-State` value is `terminated`.
 pub fn is_terminated(subscription_state: &str) -> bool {
-    subscription_state.split(';').next().is_some_and(|s| s.trim().eq_ignore_ascii_case("terminated"))
+    subscription_state
+        .split(';')
+        .next()
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case("terminated"))
 }
 
 /// Checks a transfer target. Blind transfers take `sip:`, `sips:` and
@@ -92,10 +105,14 @@ pub fn check_target(target: &str, mode: TransferMode) -> Result<(), TransferErro
     if target.is_empty() || target.len() > 512 {
         return invalid("empty or longer than 512 bytes");
     }
-    if target.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'<' || b == b'>' || b == b'"') {
+    if target.bytes().any(|b| {
+        b.is_ascii_whitespace() || b.is_ascii_control() || b == b'<' || b == b'>' || b == b'"'
+    }) {
         return invalid("spaces, quotes, <, > and control characters are not allowed");
     }
-    let Some((scheme, rest)) = target.split_once(':') else { return invalid("not a URI") };
+    let Some((scheme, rest)) = target.split_once(':') else {
+        return invalid("not a URI");
+    };
     let scheme = scheme.to_ascii_lowercase();
     match (scheme.as_str(), mode) {
         ("sip" | "sips", _) => {
@@ -107,9 +124,9 @@ pub fn check_target(target: &str, mode: TransferMode) -> Result<(), TransferErro
             Ok(())
         }
         ("tel", TransferMode::Blind) if !rest.is_empty() => Ok(()),
-        ("tel", TransferMode::Bridged) => {
-            invalid("tel: targets need an outbound gateway, which bridged transfers do not have yet")
-        }
+        ("tel", TransferMode::Bridged) => invalid(
+            "tel: targets need an outbound gateway, which bridged transfers do not have yet",
+        ),
         _ => invalid("only sip:, sips: and (blind) tel: URIs are supported"),
     }
 }
@@ -118,16 +135,35 @@ pub fn check_target(target: &str, mode: TransferMode) -> Result<(), TransferErro
 /// tokens and values hold no line breaks, so nothing can be injected.
 pub fn check_headers(headers: &[(String, String)]) -> Result<(), TransferError> {
     const RESERVED: &[&str] = &[
-        "via", "from", "to", "call-id", "cseq", "contact", "content-length", "content-type", "max-forwards",
-        "route", "record-route", "refer-to", "referred-by", "x-voxgate-call-id",
+        "via",
+        "from",
+        "to",
+        "call-id",
+        "cseq",
+        "contact",
+        "content-length",
+        "content-type",
+        "max-forwards",
+        "route",
+        "record-route",
+        "refer-to",
+        "referred-by",
+        "x-voxgate-call-id",
     ];
     for (name, value) in headers {
-        let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
         if !token || RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(TransferError::InvalidTarget(format!("context header name {name:?} is not allowed")));
+            return Err(TransferError::InvalidTarget(format!(
+                "context header name {name:?} is not allowed"
+            )));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(TransferError::InvalidTarget(format!("context header {name} has a line break")));
+            return Err(TransferError::InvalidTarget(format!(
+                "context header {name} has a line break"
+            )));
         }
     }
     Ok(())
@@ -221,16 +257,34 @@ pub struct Transfer {
 impl Transfer {
     /// A blind transfer whose REFER has just been sent.
     pub fn blind(now: Instant, timeout: Duration) -> Self {
-        Self::new(now, timeout, TransferState::Referring(Referring { deadline: now + timeout }))
+        Self::new(
+            now,
+            timeout,
+            TransferState::Referring(Referring {
+                deadline: now + timeout,
+            }),
+        )
     }
 
     /// A bridged transfer whose INVITE to the agent has just been sent.
     pub fn bridged(now: Instant, ring_timeout: Duration) -> Self {
-        Self::new(now, ring_timeout, TransferState::Calling(Calling { deadline: now + ring_timeout, provisional: false }))
+        Self::new(
+            now,
+            ring_timeout,
+            TransferState::Calling(Calling {
+                deadline: now + ring_timeout,
+                provisional: false,
+            }),
+        )
     }
 
     fn new(now: Instant, timeout: Duration, state: TransferState) -> Self {
-        Self { state, started: now, timeout, actions: VecDeque::new() }
+        Self {
+            state,
+            started: now,
+            timeout,
+            actions: VecDeque::new(),
+        }
     }
 
     pub fn state(&self) -> &TransferState {
@@ -259,12 +313,17 @@ impl Transfer {
     /// The final response to our REFER; `None` when none came (timeout or
     /// transport failure).
     pub fn handle_refer_response(&mut self, now: Instant, status: Option<u16>) {
-        let TransferState::Referring(_) = self.state else { return };
+        let TransferState::Referring(_) = self.state else {
+            return;
+        };
         match status {
             None => self.fail(TransferError::Timeout),
             Some(s) if s < 200 => {}
             Some(s) if s < 300 => {
-                self.state = TransferState::Subscribed(Subscribed { deadline: now + self.timeout, notified: false })
+                self.state = TransferState::Subscribed(Subscribed {
+                    deadline: now + self.timeout,
+                    notified: false,
+                })
             }
             Some(s) => self.fail(TransferError::Rejected { status: s }),
         }
@@ -273,7 +332,10 @@ impl Transfer {
     /// A NOTIFY of the refer subscription, already answered 200 by the
     /// driver. It may overtake the 202 of the REFER.
     pub fn handle_notify(&mut self, now: Instant, frag: &SipFrag, terminated: bool) {
-        if !matches!(self.state, TransferState::Referring(_) | TransferState::Subscribed(_)) {
+        if !matches!(
+            self.state,
+            TransferState::Referring(_) | TransferState::Subscribed(_)
+        ) {
             return;
         }
         match frag.status {
@@ -282,11 +344,18 @@ impl Transfer {
                 self.finish(Ok(TransferOutcome::Referred));
                 self.state = TransferState::Done;
             }
-            300.. => self.fail(TransferError::Rejected { status: frag.status }),
+            300.. => self.fail(TransferError::Rejected {
+                status: frag.status,
+            }),
             // The subscription ended without a final status: we will never
             // learn how the transfer went.
             _ if terminated => self.fail(TransferError::Timeout),
-            _ => self.state = TransferState::Subscribed(Subscribed { deadline: now + self.timeout, notified: true }),
+            _ => {
+                self.state = TransferState::Subscribed(Subscribed {
+                    deadline: now + self.timeout,
+                    notified: true,
+                })
+            }
         }
     }
 
@@ -295,7 +364,9 @@ impl Transfer {
         match (&mut self.state, status) {
             (TransferState::Calling(c), 100..=199) => c.provisional = true,
             (TransferState::Calling(_), 200..=299) => {
-                self.state = TransferState::Bridged(Bridged { answered_after: now.saturating_duration_since(self.started) });
+                self.state = TransferState::Bridged(Bridged {
+                    answered_after: now.saturating_duration_since(self.started),
+                });
                 self.actions.push_back(TransferAction::StartBridge);
             }
             (TransferState::Calling(_), 408 | 480) => self.fail(TransferError::NoAnswer),
@@ -338,7 +409,9 @@ impl Transfer {
         if let TransferState::Bridged(b) = &self.state {
             let answered_after = b.answered_after;
             self.actions.push_back(TransferAction::HangupCaller);
-            self.finish(Ok(TransferOutcome::Bridged { agent_answered_after: answered_after }));
+            self.finish(Ok(TransferOutcome::Bridged {
+                agent_answered_after: answered_after,
+            }));
             self.state = TransferState::Done;
         }
     }
@@ -346,7 +419,9 @@ impl Transfer {
     /// The caller's leg ended (BYE, drain, local hangup).
     pub fn handle_caller_gone(&mut self, _now: Instant) {
         match &self.state {
-            TransferState::Referring(_) | TransferState::Subscribed(_) => self.fail(TransferError::CallGone),
+            TransferState::Referring(_) | TransferState::Subscribed(_) => {
+                self.fail(TransferError::CallGone)
+            }
             TransferState::Calling(c) => {
                 let provisional = c.provisional;
                 self.cancel(provisional);
@@ -355,7 +430,9 @@ impl Transfer {
             TransferState::Bridged(b) => {
                 let answered_after = b.answered_after;
                 self.actions.push_back(TransferAction::ByeAgent);
-                self.finish(Ok(TransferOutcome::Bridged { agent_answered_after: answered_after }));
+                self.finish(Ok(TransferOutcome::Bridged {
+                    agent_answered_after: answered_after,
+                }));
                 self.state = TransferState::Done;
             }
             TransferState::Cancelling(_) | TransferState::Done => {}
@@ -366,7 +443,9 @@ impl Transfer {
         if provisional {
             self.actions.push_back(TransferAction::CancelAgent);
         }
-        self.state = TransferState::Cancelling(Cancelling { cancel_sent: provisional });
+        self.state = TransferState::Cancelling(Cancelling {
+            cancel_sent: provisional,
+        });
     }
 
     /// Fires the current state's deadline if it has passed.

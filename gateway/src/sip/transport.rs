@@ -26,11 +26,17 @@ use super::guard::{self, GuardConfig, Verdict};
 use crate::metrics::{self, DropLabel, DropReason, StatusLabel};
 
 fn count_drop(reason: DropReason) {
-    metrics::global().sip_dropped_total.get_or_create(&DropLabel { reason }).inc();
+    metrics::global()
+        .sip_dropped_total
+        .get_or_create(&DropLabel { reason })
+        .inc();
 }
 
 fn count_response(status: u16) {
-    metrics::global().sip_responses_total.get_or_create(&StatusLabel { status }).inc();
+    metrics::global()
+        .sip_responses_total
+        .get_or_create(&StatusLabel { status })
+        .inc();
 }
 
 /// A UDP socket whose receive side runs the guard.
@@ -50,7 +56,10 @@ type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Sen
 // rsipstack declares this trait with `async_trait`; this is the same
 // signature written out, so we need no macro crate for one impl.
 impl rsipstack::platform::net::UdpSocket for GuardedUdp {
-    fn recv_from<'s, 'b, 'f>(&'s self, buf: &'b mut [u8]) -> BoxFut<'f, rsipstack::Result<(usize, SocketAddr)>>
+    fn recv_from<'s, 'b, 'f>(
+        &'s self,
+        buf: &'b mut [u8],
+    ) -> BoxFut<'f, rsipstack::Result<(usize, SocketAddr)>>
     where
         's: 'f,
         'b: 'f,
@@ -59,7 +68,11 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
         Box::pin(self.recv_guarded(buf))
     }
 
-    fn send_to<'s, 'b, 'f>(&'s self, buf: &'b [u8], addr: SocketAddr) -> BoxFut<'f, rsipstack::Result<usize>>
+    fn send_to<'s, 'b, 'f>(
+        &'s self,
+        buf: &'b [u8],
+        addr: SocketAddr,
+    ) -> BoxFut<'f, rsipstack::Result<usize>>
     where
         's: 'f,
         'b: 'f,
@@ -121,7 +134,10 @@ pub async fn serve_tcp(
     guard: GuardConfig,
     cancel: CancellationToken,
 ) {
-    let local_addr = SipAddr { r#type: Some(rsipstack::sip::Transport::Tcp), addr: local.into() };
+    let local_addr = SipAddr {
+        r#type: Some(rsipstack::sip::Transport::Tcp),
+        addr: local.into(),
+    };
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -134,14 +150,24 @@ pub async fn serve_tcp(
                 continue;
             }
         };
-        let conn = match TcpConnection::from_stream(stream, local_addr.clone(), Some(cancel.child_token())) {
+        let conn = match TcpConnection::from_stream(
+            stream,
+            local_addr.clone(),
+            Some(cancel.child_token()),
+        ) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "TCP connection setup failed");
                 continue;
             }
         };
-        tokio::spawn(serve_connection(conn, peer, endpoint.clone(), guard.clone(), cancel.clone()));
+        tokio::spawn(serve_connection(
+            conn,
+            peer,
+            endpoint.clone(),
+            guard.clone(),
+            cancel.clone(),
+        ));
     }
 }
 
@@ -154,8 +180,13 @@ async fn serve_connection(
 ) {
     // We read the stream ourselves; rsipstack keeps the write half so its
     // transactions answer on this connection.
-    let Some(mut read) = conn.inner.read_half.lock().await.take() else { return };
-    let from = SipAddr { r#type: Some(rsipstack::sip::Transport::Tcp), addr: peer.into() };
+    let Some(mut read) = conn.inner.read_half.lock().await.take() else {
+        return;
+    };
+    let from = SipAddr {
+        r#type: Some(rsipstack::sip::Transport::Tcp),
+        addr: peer.into(),
+    };
     let max = guard.max_message_size;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 8192];
@@ -172,7 +203,11 @@ async fn serve_connection(
             match guard::frame(&buf, max) {
                 guard::Frame::Incomplete => break,
                 guard::Frame::Invalid => {
-                    count_drop(if buf.len() > max { DropReason::TooLarge } else { DropReason::Unparseable });
+                    count_drop(if buf.len() > max {
+                        DropReason::TooLarge
+                    } else {
+                        DropReason::Unparseable
+                    });
                     let _ = conn.inner.close().await;
                     return;
                 }
@@ -208,11 +243,16 @@ async fn handle_stream_message(
                 Ok(m) => m,
                 Err(_) => return count_drop(DropReason::Unparseable),
             };
-            let msg = match SipConnection::update_msg_received(msg, peer, rsipstack::sip::Transport::Tcp) {
-                Ok(m) => m,
-                Err(_) => return count_drop(DropReason::Unparseable),
-            };
-            if let Err(e) = endpoint.on_received_message(msg, SipConnection::Tcp(conn.clone()), from).await {
+            let msg =
+                match SipConnection::update_msg_received(msg, peer, rsipstack::sip::Transport::Tcp)
+                {
+                    Ok(m) => m,
+                    Err(_) => return count_drop(DropReason::Unparseable),
+                };
+            if let Err(e) = endpoint
+                .on_received_message(msg, SipConnection::Tcp(conn.clone()), from)
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "endpoint refused a TCP message");
             }
         }

@@ -52,11 +52,19 @@ impl Cidr {
         };
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -82,7 +90,11 @@ pub struct DtmfMethods {
 
 impl Default for DtmfMethods {
     fn default() -> Self {
-        Self { rfc4733: true, info: true, inband: false }
+        Self {
+            rfc4733: true,
+            info: true,
+            inband: false,
+        }
     }
 }
 
@@ -128,7 +140,9 @@ pub struct Trunk {
 pub enum RateDecision {
     Allowed,
     /// Refuse with 503; the caller may retry after this long.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 /// The result of digest authentication.
@@ -156,7 +170,9 @@ impl Trunk {
             Ok(()) => RateDecision::Allowed,
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                RateDecision::Limited { retry_after: wait.max(Duration::from_secs(1)) }
+                RateDecision::Limited {
+                    retry_after: wait.max(Duration::from_secs(1)),
+                }
             }
         }
     }
@@ -165,14 +181,26 @@ impl Trunk {
     /// credentials, if it has any.
     /// `nonce` goes into a new challenge; `nonce_ok` tells whether a nonce
     /// in the request is one we issued and still honour.
-    pub fn check_auth(&self, req: &Request, nonce: &str, nonce_ok: impl Fn(&str) -> bool) -> AuthDecision {
-        let Some(digest) = &self.cfg.digest else { return AuthDecision::Allowed };
-        let challenge = format!("Digest realm=\"{}\", nonce=\"{nonce}\", algorithm=MD5", digest.realm);
+    pub fn check_auth(
+        &self,
+        req: &Request,
+        nonce: &str,
+        nonce_ok: impl Fn(&str) -> bool,
+    ) -> AuthDecision {
+        let Some(digest) = &self.cfg.digest else {
+            return AuthDecision::Allowed;
+        };
+        let challenge = format!(
+            "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm=MD5",
+            digest.realm
+        );
         let Some(header) = req.authorization_header() else {
             return AuthDecision::Challenge(challenge);
         };
         let raw = header.value().to_string();
-        let Ok(auth) = rsipstack::sip::typed::Authorization::parse(&raw) else { return AuthDecision::Forbidden };
+        let Ok(auth) = rsipstack::sip::typed::Authorization::parse(&raw) else {
+            return AuthDecision::Forbidden;
+        };
         if auth.username != digest.username || auth.realm != digest.realm {
             return AuthDecision::Forbidden;
         }
@@ -180,7 +208,12 @@ impl Trunk {
             // A stale or foreign nonce: challenge again (RFC 2617 stale).
             return AuthDecision::Challenge(format!("{challenge}, stale=true"));
         }
-        if rsipstack::dialog::authenticate::verify_digest(&auth, &digest.password, &req.method, &raw) {
+        if rsipstack::dialog::authenticate::verify_digest(
+            &auth,
+            &digest.password,
+            &req.method,
+            &raw,
+        ) {
             AuthDecision::Allowed
         } else {
             AuthDecision::Forbidden
@@ -197,8 +230,14 @@ pub struct TrunkTable {
 impl TrunkTable {
     /// With no trunks configured, one open trunk called `default` is used.
     pub fn new(cfgs: Vec<TrunkConfig>) -> Self {
-        let cfgs = if cfgs.is_empty() { vec![TrunkConfig::open("default")] } else { cfgs };
-        Self { trunks: Arc::new(cfgs.into_iter().map(Trunk::new).collect()) }
+        let cfgs = if cfgs.is_empty() {
+            vec![TrunkConfig::open("default")]
+        } else {
+            cfgs
+        };
+        Self {
+            trunks: Arc::new(cfgs.into_iter().map(Trunk::new).collect()),
+        }
     }
 
     /// The first trunk whose allow-list holds `ip`.
@@ -234,8 +273,16 @@ mod tests {
         let mut b = TrunkConfig::open("b");
         b.allow = vec!["127.0.0.0/8".parse().unwrap()];
         let t = TrunkTable::new(vec![a, b]);
-        assert_eq!(t.match_source("127.0.0.2".parse().unwrap()).map(|t| t.cfg.name.as_str()), Some("a"));
-        assert_eq!(t.match_source("127.0.0.9".parse().unwrap()).map(|t| t.cfg.name.as_str()), Some("b"));
+        assert_eq!(
+            t.match_source("127.0.0.2".parse().unwrap())
+                .map(|t| t.cfg.name.as_str()),
+            Some("a")
+        );
+        assert_eq!(
+            t.match_source("127.0.0.9".parse().unwrap())
+                .map(|t| t.cfg.name.as_str()),
+            Some("b")
+        );
         assert!(t.match_source("10.0.0.1".parse().unwrap()).is_none());
     }
 
@@ -250,7 +297,10 @@ mod tests {
         assert_eq!(t.check_rate(ip), RateDecision::Allowed);
         assert!(matches!(t.check_rate(ip), RateDecision::Limited { .. }));
         // Another source has its own budget.
-        assert_eq!(t.check_rate("127.0.0.2".parse().unwrap()), RateDecision::Allowed);
+        assert_eq!(
+            t.check_rate("127.0.0.2".parse().unwrap()),
+            RateDecision::Allowed
+        );
     }
 
     fn invite_with(auth: Option<&str>) -> Request {
@@ -268,9 +318,15 @@ mod tests {
     #[test]
     fn digest_challenge_and_verify() {
         let mut cfg = TrunkConfig::open("t");
-        cfg.digest = Some(DigestConfig { realm: "voxgate".into(), username: "carrier".into(), password: "pw".into() });
+        cfg.digest = Some(DigestConfig {
+            realm: "voxgate".into(),
+            username: "carrier".into(),
+            password: "pw".into(),
+        });
         let t = Trunk::new(cfg);
-        assert!(matches!(t.check_auth(&invite_with(None), "n1", |n| n == "n1"), AuthDecision::Challenge(c) if c.contains("nonce=\"n1\"")));
+        assert!(
+            matches!(t.check_auth(&invite_with(None), "n1", |n| n == "n1"), AuthDecision::Challenge(c) if c.contains("nonce=\"n1\""))
+        );
         let good = rsipstack::dialog::authenticate::compute_digest(
             "carrier",
             "pw",
@@ -284,9 +340,17 @@ mod tests {
         let hdr = format!(
             "Digest username=\"carrier\", realm=\"voxgate\", nonce=\"n1\", uri=\"sip:100@127.0.0.1\", response=\"{good}\", algorithm=MD5"
         );
-        assert_eq!(t.check_auth(&invite_with(Some(&hdr)), "n1", |n| n == "n1"), AuthDecision::Allowed);
+        assert_eq!(
+            t.check_auth(&invite_with(Some(&hdr)), "n1", |n| n == "n1"),
+            AuthDecision::Allowed
+        );
         let bad = hdr.replace(&good, "00000000000000000000000000000000");
-        assert_eq!(t.check_auth(&invite_with(Some(&bad)), "n1", |n| n == "n1"), AuthDecision::Forbidden);
-        assert!(matches!(t.check_auth(&invite_with(Some(&hdr)), "n2", |n| n == "n2"), AuthDecision::Challenge(c) if c.contains("stale")));
+        assert_eq!(
+            t.check_auth(&invite_with(Some(&bad)), "n1", |n| n == "n1"),
+            AuthDecision::Forbidden
+        );
+        assert!(
+            matches!(t.check_auth(&invite_with(Some(&hdr)), "n2", |n| n == "n2"), AuthDecision::Challenge(c) if c.contains("stale"))
+        );
     }
 }

@@ -77,9 +77,16 @@ pub(crate) fn build_invite(
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
-    text.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()));
+    text.push_str(&format!(
+        "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ));
     let request = Request::try_from(text.as_bytes()).ok()?;
-    Some(AgentInvite { request, call_id, local_tag })
+    Some(AgentInvite {
+        request,
+        call_id,
+        local_tag,
+    })
 }
 
 /// The CANCEL of `invite` (RFC 3261 §9.1): same Request-URI, top Via,
@@ -112,7 +119,9 @@ pub(crate) fn target_addr(uri: &str) -> Option<SocketAddr> {
         return Some(addr);
     }
     let host = hostport.trim_start_matches('[').trim_end_matches(']');
-    host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 5060))
+    host.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 5060))
 }
 
 /// Sends the INVITE on a client transaction and reports its responses as
@@ -141,7 +150,11 @@ pub(crate) fn start_invite(
             report(AgentEvent::Gone);
             return;
         }
-        let sent_to = tx.destination.as_ref().and_then(|d| d.get_socketaddr().ok()).or(destination);
+        let sent_to = tx
+            .destination
+            .as_ref()
+            .and_then(|d| d.get_socketaddr().ok())
+            .or(destination);
         if !report(AgentEvent::Sent(sent_to)) {
             return;
         }
@@ -163,24 +176,57 @@ mod tests {
 
     #[test]
     fn invite_and_cancel_match() {
-        let headers = vec![("X-Voxgate-Call-Id".to_string(), "v1".to_string()), ("X-Intent".into(), "billing".into())];
-        let inv = build_invite("sip:agent@127.0.0.1:5099", "+33 1 (23)", "127.0.0.1:5060", &headers, "v=0\r\n").unwrap();
+        let headers = vec![
+            ("X-Voxgate-Call-Id".to_string(), "v1".to_string()),
+            ("X-Intent".into(), "billing".into()),
+        ];
+        let inv = build_invite(
+            "sip:agent@127.0.0.1:5099",
+            "+33 1 (23)",
+            "127.0.0.1:5060",
+            &headers,
+            "v=0\r\n",
+        )
+        .unwrap();
         let text = inv.request.to_string();
-        assert!(text.starts_with("INVITE sip:agent@127.0.0.1:5099 SIP/2.0\r\n"), "{text}");
-        assert_eq!(msg::header(&inv.request, "X-Intent").as_deref(), Some("billing"));
-        assert_eq!(msg::from_tag(&inv.request).as_deref(), Some(inv.local_tag.as_str()));
-        assert!(msg::header(&inv.request, "From").unwrap().starts_with("<sip:+331(23)@127.0.0.1:5060>"));
+        assert!(
+            text.starts_with("INVITE sip:agent@127.0.0.1:5099 SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert_eq!(
+            msg::header(&inv.request, "X-Intent").as_deref(),
+            Some("billing")
+        );
+        assert_eq!(
+            msg::from_tag(&inv.request).as_deref(),
+            Some(inv.local_tag.as_str())
+        );
+        assert!(msg::header(&inv.request, "From")
+            .unwrap()
+            .starts_with("<sip:+331(23)@127.0.0.1:5060>"));
         let cancel = build_cancel(&inv.request).unwrap();
-        assert_eq!(msg::header(&cancel, "Via"), msg::header(&inv.request, "Via"));
+        assert_eq!(
+            msg::header(&cancel, "Via"),
+            msg::header(&inv.request, "Via")
+        );
         assert_eq!(cancel.cseq_header().unwrap().seq().unwrap(), 1);
         assert_eq!(cancel.uri.to_string(), "sip:agent@127.0.0.1:5099");
     }
 
     #[test]
     fn target_addresses() {
-        assert_eq!(target_addr("sip:a@127.0.0.1:5099"), Some("127.0.0.1:5099".parse().unwrap()));
-        assert_eq!(target_addr("sip:127.0.0.1;transport=udp"), Some("127.0.0.1:5060".parse().unwrap()));
-        assert_eq!(target_addr("sip:a@[::1]:5070"), Some("[::1]:5070".parse().unwrap()));
+        assert_eq!(
+            target_addr("sip:a@127.0.0.1:5099"),
+            Some("127.0.0.1:5099".parse().unwrap())
+        );
+        assert_eq!(
+            target_addr("sip:127.0.0.1;transport=udp"),
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            target_addr("sip:a@[::1]:5070"),
+            Some("[::1]:5070".parse().unwrap())
+        );
         assert_eq!(target_addr("sip:a@pbx.invalid"), None);
     }
 }

@@ -58,7 +58,11 @@ pub struct UasConfig {
 
 impl Default for UasConfig {
     fn default() -> Self {
-        Self { send_ringing: true, answer_delay: Duration::ZERO, ack_timeout: Duration::from_secs(32) }
+        Self {
+            send_ringing: true,
+            answer_delay: Duration::ZERO,
+            ack_timeout: Duration::from_secs(32),
+        }
     }
 }
 
@@ -109,10 +113,15 @@ pub enum UasEvent {
     /// The 200 went out.
     Answered,
     /// The ACK arrived; `sdp` is the answer of a late-offer call.
-    Confirmed { sdp: Option<Vec<u8>> },
+    Confirmed {
+        sdp: Option<Vec<u8>>,
+    },
     /// A legal in-dialog request the driver must answer itself (INFO,
     /// re-INVITE) through [`Uas::handle_in_dialog_reply`].
-    InDialog { tx: TxId, method: InDialogMethod },
+    InDialog {
+        tx: TxId,
+        method: InDialogMethod,
+    },
     Terminated(EndReason),
 }
 
@@ -131,14 +140,22 @@ pub enum InDialogMethod {
 pub enum Decision {
     /// Answer with this SDP (an answer, or our offer if the INVITE had none).
     Answer { sdp: Vec<u8> },
-    Reject { status: u16, reason: Option<String>, headers: Vec<(String, String)> },
+    Reject {
+        status: u16,
+        reason: Option<String>,
+        headers: Vec<(String, String)>,
+    },
 }
 
 /// An input the current state does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UasError {
     #[error("in state {state}: expected {expected}, got {got}")]
-    Unexpected { state: &'static str, expected: &'static str, got: &'static str },
+    Unexpected {
+        state: &'static str,
+        expected: &'static str,
+        got: &'static str,
+    },
 }
 
 /// Waiting for the routing decision (100 Trying is out).
@@ -208,7 +225,13 @@ pub struct Uas {
 }
 
 fn reply(tx: TxId, status: u16) -> Reply {
-    Reply { tx, status, reason: None, body: Body::None, headers: Vec::new() }
+    Reply {
+        tx,
+        status,
+        reason: None,
+        body: Body::None,
+        headers: Vec::new(),
+    }
 }
 
 impl Uas {
@@ -235,7 +258,11 @@ impl Uas {
     }
 
     fn unexpected(&self, expected: &'static str, got: &'static str) -> UasError {
-        UasError::Unexpected { state: self.state.name(), expected, got }
+        UasError::Unexpected {
+            state: self.state.name(),
+            expected,
+            got,
+        }
     }
 
     fn terminate(&mut self, reason: EndReason) {
@@ -251,8 +278,18 @@ impl Uas {
         };
         let invite = p.invite;
         match decision {
-            Decision::Reject { status, reason, headers } => {
-                self.responses.push_back(Reply { tx: invite, status, reason, body: Body::None, headers });
+            Decision::Reject {
+                status,
+                reason,
+                headers,
+            } => {
+                self.responses.push_back(Reply {
+                    tx: invite,
+                    status,
+                    reason,
+                    body: Body::None,
+                    headers,
+                });
                 self.terminate(EndReason::Rejected(status));
             }
             Decision::Answer { sdp } => {
@@ -275,7 +312,9 @@ impl Uas {
             UasState::Proceeding(p) => p.invite,
             UasState::Early(e) => e.invite,
             // RFC 3261 §9.2: CANCEL after the final response has no effect.
-            UasState::Accepted(_) | UasState::Confirmed(_) | UasState::Terminated(_) => return Ok(()),
+            UasState::Accepted(_) | UasState::Confirmed(_) | UasState::Terminated(_) => {
+                return Ok(())
+            }
         };
         self.responses.push_back(reply(invite, 487));
         self.terminate(EndReason::Cancelled);
@@ -323,7 +362,12 @@ impl Uas {
     }
 
     /// An in-dialog INFO, re-INVITE, REFER, NOTIFY or OPTIONS on `tx`.
-    pub fn handle_in_dialog(&mut self, _now: Instant, tx: TxId, method: InDialogMethod) -> Result<(), UasError> {
+    pub fn handle_in_dialog(
+        &mut self,
+        _now: Instant,
+        tx: TxId,
+        method: InDialogMethod,
+    ) -> Result<(), UasError> {
         match &mut self.state {
             UasState::Confirmed(c) => {
                 if method == InDialogMethod::ReInvite {
@@ -363,7 +407,10 @@ impl Uas {
             }
         }
         if self.is_terminated() && reply.status >= 200 && reply.status < 300 {
-            return Err(self.unexpected("nothing (the call is over)", "a 2xx to an in-dialog request"));
+            return Err(self.unexpected(
+                "nothing (the call is over)",
+                "a 2xx to an in-dialog request",
+            ));
         }
         self.responses.push_back(reply);
         Ok(())
@@ -374,7 +421,8 @@ impl Uas {
         match &mut self.state {
             UasState::Proceeding(Proceeding { invite }) | UasState::Early(Early { invite, .. }) => {
                 let invite = *invite;
-                self.responses.push_back(reply(invite, status_if_unanswered));
+                self.responses
+                    .push_back(reply(invite, status_if_unanswered));
                 self.terminate(EndReason::Rejected(status_if_unanswered));
             }
             // RFC 3261 §15: the UAS waits for the ACK before its BYE.
@@ -402,8 +450,13 @@ impl Uas {
         match (timer, &self.state) {
             (UasTimer::Answer, UasState::Early(e)) => {
                 let (invite, sdp) = (e.invite, e.sdp.clone());
-                self.responses.push_back(Reply { body: Body::Sdp(sdp), ..reply(invite, 200) });
-                self.state = UasState::Accepted(Accepted { hangup_pending: false });
+                self.responses.push_back(Reply {
+                    body: Body::Sdp(sdp),
+                    ..reply(invite, 200)
+                });
+                self.state = UasState::Accepted(Accepted {
+                    hangup_pending: false,
+                });
                 self.deadlines[UasTimer::AckTimeout.index()] = Some(now + self.cfg.ack_timeout);
                 self.events.push_back(UasEvent::Answered);
             }

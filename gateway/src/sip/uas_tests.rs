@@ -8,7 +8,9 @@ fn t0() -> Instant {
 }
 
 fn statuses(uas: &mut Uas) -> Vec<u16> {
-    std::iter::from_fn(|| uas.poll_response()).map(|r| r.status).collect()
+    std::iter::from_fn(|| uas.poll_response())
+        .map(|r| r.status)
+        .collect()
 }
 
 fn events(uas: &mut Uas) -> Vec<UasEvent> {
@@ -16,7 +18,9 @@ fn events(uas: &mut Uas) -> Vec<UasEvent> {
 }
 
 fn answer() -> Decision {
-    Decision::Answer { sdp: b"v=0\r\n".to_vec() }
+    Decision::Answer {
+        sdp: b"v=0\r\n".to_vec(),
+    }
 }
 
 fn confirmed(now: Instant) -> Uas {
@@ -35,25 +39,37 @@ fn answers_with_trying_ringing_ok_then_confirms_on_ack() {
     assert_eq!(uas.state().name(), "Proceeding");
     uas.handle_decision(now, answer()).unwrap();
     let replies: Vec<Reply> = std::iter::from_fn(|| uas.poll_response()).collect();
-    assert_eq!(replies.iter().map(|r| r.status).collect::<Vec<_>>(), [100, 180, 200]);
+    assert_eq!(
+        replies.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [100, 180, 200]
+    );
     assert_eq!(replies[2].body, Body::Sdp(b"v=0\r\n".to_vec()));
     assert_eq!(uas.state().name(), "Accepted");
     assert_eq!(uas.next_timer().map(|t| t.0), Some(UasTimer::AckTimeout));
     uas.handle_ack(now, None).unwrap();
     assert_eq!(uas.state().name(), "Confirmed");
-    assert_eq!(events(&mut uas), [UasEvent::Answered, UasEvent::Confirmed { sdp: None }]);
+    assert_eq!(
+        events(&mut uas),
+        [UasEvent::Answered, UasEvent::Confirmed { sdp: None }]
+    );
     assert_eq!(uas.poll_timeout(), None);
 }
 
 #[test]
 fn answer_waits_for_the_ringing_delay() {
     let now = t0();
-    let cfg = UasConfig { answer_delay: Duration::from_secs(2), ..UasConfig::default() };
+    let cfg = UasConfig {
+        answer_delay: Duration::from_secs(2),
+        ..UasConfig::default()
+    };
     let mut uas = Uas::new(cfg, INVITE);
     uas.handle_decision(now, answer()).unwrap();
     assert_eq!(statuses(&mut uas), [100, 180]);
     assert_eq!(uas.state().name(), "Early");
-    assert_eq!(uas.next_timer(), Some((UasTimer::Answer, now + Duration::from_secs(2))));
+    assert_eq!(
+        uas.next_timer(),
+        Some((UasTimer::Answer, now + Duration::from_secs(2)))
+    );
     uas.handle_timeout(now + Duration::from_secs(1));
     assert!(uas.poll_response().is_none());
     uas.handle_timeout(now + Duration::from_secs(2));
@@ -63,7 +79,10 @@ fn answer_waits_for_the_ringing_delay() {
 #[test]
 fn ringing_can_be_off() {
     let now = t0();
-    let cfg = UasConfig { send_ringing: false, ..UasConfig::default() };
+    let cfg = UasConfig {
+        send_ringing: false,
+        ..UasConfig::default()
+    };
     let mut uas = Uas::new(cfg, INVITE);
     uas.handle_decision(now, answer()).unwrap();
     assert_eq!(statuses(&mut uas), [100, 200]);
@@ -75,28 +94,47 @@ fn late_offer_answer_comes_in_the_ack() {
     let mut uas = Uas::new(UasConfig::default(), INVITE);
     uas.handle_decision(now, answer()).unwrap();
     uas.handle_ack(now, Some(b"answer".to_vec())).unwrap();
-    assert!(events(&mut uas).contains(&UasEvent::Confirmed { sdp: Some(b"answer".to_vec()) }));
+    assert!(events(&mut uas).contains(&UasEvent::Confirmed {
+        sdp: Some(b"answer".to_vec())
+    }));
 }
 
 #[test]
 fn rejection_terminates() {
     let now = t0();
     let mut uas = Uas::new(UasConfig::default(), INVITE);
-    uas.handle_decision(now, Decision::Reject { status: 404, reason: None, headers: vec![] }).unwrap();
+    uas.handle_decision(
+        now,
+        Decision::Reject {
+            status: 404,
+            reason: None,
+            headers: vec![],
+        },
+    )
+    .unwrap();
     assert_eq!(statuses(&mut uas), [100, 404]);
-    assert_eq!(events(&mut uas), [UasEvent::Terminated(EndReason::Rejected(404))]);
+    assert_eq!(
+        events(&mut uas),
+        [UasEvent::Terminated(EndReason::Rejected(404))]
+    );
     assert!(uas.is_terminated());
 }
 
 #[test]
 fn cancel_before_answer_gives_487() {
     let now = t0();
-    let cfg = UasConfig { answer_delay: Duration::from_secs(5), ..UasConfig::default() };
+    let cfg = UasConfig {
+        answer_delay: Duration::from_secs(5),
+        ..UasConfig::default()
+    };
     let mut uas = Uas::new(cfg, INVITE);
     uas.handle_decision(now, answer()).unwrap();
     uas.handle_cancel(now).unwrap();
     assert_eq!(statuses(&mut uas), [100, 180, 487]);
-    assert_eq!(events(&mut uas), [UasEvent::Terminated(EndReason::Cancelled)]);
+    assert_eq!(
+        events(&mut uas),
+        [UasEvent::Terminated(EndReason::Cancelled)]
+    );
     assert_eq!(uas.poll_timeout(), None);
 }
 
@@ -116,7 +154,10 @@ fn remote_bye_gets_200_and_ends() {
     uas.handle_bye(now, 7).unwrap();
     let r = uas.poll_response().unwrap();
     assert_eq!((r.tx, r.status), (7, 200));
-    assert_eq!(events(&mut uas), [UasEvent::Terminated(EndReason::RemoteBye)]);
+    assert_eq!(
+        events(&mut uas),
+        [UasEvent::Terminated(EndReason::RemoteBye)]
+    );
 }
 
 #[test]
@@ -135,7 +176,11 @@ fn bye_before_answer_is_a_typed_error_with_481() {
     let err = uas.handle_bye(now, 2).unwrap_err();
     assert_eq!(
         err,
-        UasError::Unexpected { state: "Proceeding", expected: "CANCEL before the dialog is confirmed", got: "BYE" }
+        UasError::Unexpected {
+            state: "Proceeding",
+            expected: "CANCEL before the dialog is confirmed",
+            got: "BYE"
+        }
     );
     assert_eq!(statuses(&mut uas), [100, 481]);
     assert_eq!(uas.state().name(), "Proceeding");
@@ -145,7 +190,10 @@ fn bye_before_answer_is_a_typed_error_with_481() {
 fn ack_before_answer_is_an_error() {
     let now = t0();
     let mut uas = Uas::new(UasConfig::default(), INVITE);
-    assert!(matches!(uas.handle_ack(now, None), Err(UasError::Unexpected { got: "ACK", .. })));
+    assert!(matches!(
+        uas.handle_ack(now, None),
+        Err(UasError::Unexpected { got: "ACK", .. })
+    ));
 }
 
 #[test]
@@ -162,7 +210,10 @@ fn local_hangup_sends_bye_when_confirmed() {
     let mut uas = confirmed(now);
     uas.handle_hangup(now, 480);
     assert_eq!(uas.poll_request(), Some(OutRequest::Bye));
-    assert_eq!(events(&mut uas), [UasEvent::Terminated(EndReason::LocalBye)]);
+    assert_eq!(
+        events(&mut uas),
+        [UasEvent::Terminated(EndReason::LocalBye)]
+    );
 }
 
 #[test]
@@ -180,7 +231,10 @@ fn local_hangup_before_ack_waits_for_it() {
 #[test]
 fn local_hangup_before_answer_refuses() {
     let now = t0();
-    let cfg = UasConfig { answer_delay: Duration::from_secs(5), ..UasConfig::default() };
+    let cfg = UasConfig {
+        answer_delay: Duration::from_secs(5),
+        ..UasConfig::default()
+    };
     let mut uas = Uas::new(cfg, INVITE);
     uas.handle_decision(now, answer()).unwrap();
     uas.handle_hangup(now, 503);
@@ -203,14 +257,38 @@ fn missing_ack_times_out_with_bye() {
 fn reinvite_is_handed_to_the_driver_and_overlap_gets_491() {
     let now = t0();
     let mut uas = confirmed(now);
-    uas.handle_in_dialog(now, 5, InDialogMethod::ReInvite).unwrap();
-    assert_eq!(events(&mut uas), [UasEvent::InDialog { tx: 5, method: InDialogMethod::ReInvite }]);
-    uas.handle_in_dialog(now, 6, InDialogMethod::ReInvite).unwrap();
-    assert_eq!(uas.poll_response().map(|r| (r.tx, r.status)), Some((6, 491)));
-    uas.handle_in_dialog_reply(now, Reply { tx: 5, status: 200, reason: None, body: Body::None, headers: vec![] })
+    uas.handle_in_dialog(now, 5, InDialogMethod::ReInvite)
         .unwrap();
-    assert_eq!(uas.poll_response().map(|r| (r.tx, r.status)), Some((5, 200)));
-    uas.handle_in_dialog(now, 8, InDialogMethod::ReInvite).unwrap();
+    assert_eq!(
+        events(&mut uas),
+        [UasEvent::InDialog {
+            tx: 5,
+            method: InDialogMethod::ReInvite
+        }]
+    );
+    uas.handle_in_dialog(now, 6, InDialogMethod::ReInvite)
+        .unwrap();
+    assert_eq!(
+        uas.poll_response().map(|r| (r.tx, r.status)),
+        Some((6, 491))
+    );
+    uas.handle_in_dialog_reply(
+        now,
+        Reply {
+            tx: 5,
+            status: 200,
+            reason: None,
+            body: Body::None,
+            headers: vec![],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        uas.poll_response().map(|r| (r.tx, r.status)),
+        Some((5, 200))
+    );
+    uas.handle_in_dialog(now, 8, InDialogMethod::ReInvite)
+        .unwrap();
     assert_eq!(events(&mut uas).len(), 1);
 }
 

@@ -3,29 +3,48 @@
 use serde_json::Value;
 use sqlx::{Row, SqlitePool};
 
-use super::rows::*;
 use super::super::*;
+use super::rows::*;
 
 /// A write transaction that takes the write lock up front, so that two
 /// writers queue on the busy timeout instead of failing on a stale read.
-pub(super) async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+pub(super) async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
-pub(super) async fn list_flows(pool: &SqlitePool, tenant: &str, page: &PageRequest) -> Result<Page<FlowSummary>, StoreError> {
+pub(super) async fn list_flows(
+    pool: &SqlitePool,
+    tenant: &str,
+    page: &PageRequest,
+) -> Result<Page<FlowSummary>, StoreError> {
     let limit = page.effective_limit();
-    let after = page.cursor.as_deref().and_then(decode_cursor).unwrap_or_default();
-    let rows = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id > ? ORDER BY flow_id LIMIT ?")
-        .bind(tenant)
-        .bind(&after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(pool)
-        .await?;
-    let items = rows.iter().map(flow_summary_row).collect::<Result<Vec<_>, _>>()?;
+    let after = page
+        .cursor
+        .as_deref()
+        .and_then(decode_cursor)
+        .unwrap_or_default();
+    let rows = sqlx::query(
+        "SELECT * FROM flows WHERE tenant_id = ? AND flow_id > ? ORDER BY flow_id LIMIT ?",
+    )
+    .bind(tenant)
+    .bind(&after)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(pool)
+    .await?;
+    let items = rows
+        .iter()
+        .map(flow_summary_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(paginate(items, limit, |f| f.flow_id.clone()))
 }
 
-pub(super) async fn get_flow(pool: &SqlitePool, tenant: &str, flow_id: &str) -> Result<Option<FlowSummary>, StoreError> {
+pub(super) async fn get_flow(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+) -> Result<Option<FlowSummary>, StoreError> {
     let row = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id = ?")
         .bind(tenant)
         .bind(flow_id)
@@ -34,7 +53,11 @@ pub(super) async fn get_flow(pool: &SqlitePool, tenant: &str, flow_id: &str) -> 
     row.as_ref().map(flow_summary_row).transpose()
 }
 
-pub(super) async fn get_draft(pool: &SqlitePool, tenant: &str, flow_id: &str) -> Result<Option<Draft>, StoreError> {
+pub(super) async fn get_draft(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+) -> Result<Option<Draft>, StoreError> {
     let row = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id = ?")
         .bind(tenant)
         .bind(flow_id)
@@ -43,7 +66,14 @@ pub(super) async fn get_draft(pool: &SqlitePool, tenant: &str, flow_id: &str) ->
     row.as_ref().map(draft_row).transpose()
 }
 
-pub(super) async fn create_draft(pool: &SqlitePool, tenant: &str, flow_id: &str, document: &Value, actor: Actor<'_>, at: UnixMs) -> Result<Draft, StoreError> {
+pub(super) async fn create_draft(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+    document: &Value,
+    actor: Actor<'_>,
+    at: UnixMs,
+) -> Result<Draft, StoreError> {
     let text = json_text(document, "draft")?;
     let etag = next_etag("", &text);
     let mut tx = begin_write(pool).await?;
@@ -74,14 +104,23 @@ pub(super) async fn create_draft(pool: &SqlitePool, tenant: &str, flow_id: &str,
     })
 }
 
-pub(super) async fn update_draft(pool: &SqlitePool, tenant: &str, flow_id: &str, document: &Value, if_match: &str, actor: Actor<'_>, at: UnixMs) -> Result<Draft, StoreError> {
+pub(super) async fn update_draft(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+    document: &Value,
+    if_match: &str,
+    actor: Actor<'_>,
+    at: UnixMs,
+) -> Result<Draft, StoreError> {
     let text = json_text(document, "draft")?;
     let mut tx = begin_write(pool).await?;
-    let current: Option<String> = sqlx::query_scalar("SELECT etag FROM flows WHERE tenant_id = ? AND flow_id = ?")
-        .bind(tenant)
-        .bind(flow_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT etag FROM flows WHERE tenant_id = ? AND flow_id = ?")
+            .bind(tenant)
+            .bind(flow_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let current = current.ok_or(StoreError::NotFound)?;
     if current != if_match && if_match != "*" {
         return Err(StoreError::EtagMismatch { current });
@@ -107,13 +146,21 @@ pub(super) async fn update_draft(pool: &SqlitePool, tenant: &str, flow_id: &str,
     })
 }
 
-pub(super) async fn delete_flow(pool: &SqlitePool, tenant: &str, flow_id: &str, if_match: Option<&str>, actor: Actor<'_>, at: UnixMs) -> Result<(), StoreError> {
+pub(super) async fn delete_flow(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+    if_match: Option<&str>,
+    actor: Actor<'_>,
+    at: UnixMs,
+) -> Result<(), StoreError> {
     let mut tx = begin_write(pool).await?;
-    let row = sqlx::query("SELECT etag, live_version FROM flows WHERE tenant_id = ? AND flow_id = ?")
-        .bind(tenant)
-        .bind(flow_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row =
+        sqlx::query("SELECT etag, live_version FROM flows WHERE tenant_id = ? AND flow_id = ?")
+            .bind(tenant)
+            .bind(flow_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let row = row.ok_or(StoreError::NotFound)?;
     let current: String = row.try_get("etag")?;
     let live: Option<i64> = row.try_get("live_version")?;
@@ -122,29 +169,49 @@ pub(super) async fn delete_flow(pool: &SqlitePool, tenant: &str, flow_id: &str, 
             return Err(StoreError::EtagMismatch { current });
         }
     }
-    let numbers: Vec<String> = sqlx::query_scalar("SELECT did FROM numbers WHERE tenant_id = ? AND flow_id = ? ORDER BY did")
-        .bind(tenant)
-        .bind(flow_id)
-        .fetch_all(&mut *tx)
-        .await?;
+    let numbers: Vec<String> = sqlx::query_scalar(
+        "SELECT did FROM numbers WHERE tenant_id = ? AND flow_id = ? ORDER BY did",
+    )
+    .bind(tenant)
+    .bind(flow_id)
+    .fetch_all(&mut *tx)
+    .await?;
     if !numbers.is_empty() {
         return Err(StoreError::FlowInUse { numbers });
     }
-    sqlx::query("DELETE FROM flows WHERE tenant_id = ? AND flow_id = ?").bind(tenant).bind(flow_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM flows WHERE tenant_id = ? AND flow_id = ?")
+        .bind(tenant)
+        .bind(flow_id)
+        .execute(&mut *tx)
+        .await?;
     let from = serde_json::json!({"live_version": live});
-    audit(&mut tx, Some(tenant), actor, "flow.delete", flow_id, Some(&from), None, at).await?;
+    audit(
+        &mut tx,
+        Some(tenant),
+        actor,
+        "flow.delete",
+        flow_id,
+        Some(&from),
+        None,
+        at,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
-pub(super) async fn publish(pool: &SqlitePool, req: &PublishRequest<'_>) -> Result<Version, StoreError> {
+pub(super) async fn publish(
+    pool: &SqlitePool,
+    req: &PublishRequest<'_>,
+) -> Result<Version, StoreError> {
     let text = json_text(req.document, "version")?;
     let mut tx = begin_write(pool).await?;
-    let row = sqlx::query("SELECT etag, live_version FROM flows WHERE tenant_id = ? AND flow_id = ?")
-        .bind(req.tenant)
-        .bind(req.flow_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row =
+        sqlx::query("SELECT etag, live_version FROM flows WHERE tenant_id = ? AND flow_id = ?")
+            .bind(req.tenant)
+            .bind(req.flow_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let row = row.ok_or(StoreError::NotFound)?;
     let current: String = row.try_get("etag")?;
     let previous: Option<i64> = row.try_get("live_version")?;
@@ -153,12 +220,13 @@ pub(super) async fn publish(pool: &SqlitePool, req: &PublishRequest<'_>) -> Resu
             return Err(StoreError::EtagMismatch { current });
         }
     }
-    let last: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(version) FROM flow_versions WHERE tenant_id = ? AND flow_id = ?")
-            .bind(req.tenant)
-            .bind(req.flow_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let last: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(version) FROM flow_versions WHERE tenant_id = ? AND flow_id = ?",
+    )
+    .bind(req.tenant)
+    .bind(req.flow_id)
+    .fetch_one(&mut *tx)
+    .await?;
     let version = last.unwrap_or(0) + 1;
     sqlx::query(
         "INSERT INTO flow_versions (tenant_id, flow_id, version, document, author, comment, created_at)
@@ -183,7 +251,17 @@ pub(super) async fn publish(pool: &SqlitePool, req: &PublishRequest<'_>) -> Resu
         .await?;
     let from = serde_json::json!({"version": previous});
     let to = serde_json::json!({"version": version, "comment": req.comment});
-    audit(&mut tx, Some(req.tenant), req.author, "flow.publish", req.flow_id, Some(&from), Some(&to), req.at).await?;
+    audit(
+        &mut tx,
+        Some(req.tenant),
+        req.author,
+        "flow.publish",
+        req.flow_id,
+        Some(&from),
+        Some(&to),
+        req.at,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Version {
         tenant: req.tenant.into(),
@@ -196,7 +274,14 @@ pub(super) async fn publish(pool: &SqlitePool, req: &PublishRequest<'_>) -> Resu
     })
 }
 
-pub(super) async fn rollback(pool: &SqlitePool, tenant: &str, flow_id: &str, version: u32, actor: Actor<'_>, at: UnixMs) -> Result<Version, StoreError> {
+pub(super) async fn rollback(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+    version: u32,
+    actor: Actor<'_>,
+    at: UnixMs,
+) -> Result<Version, StoreError> {
     let mut tx = begin_write(pool).await?;
     let previous: Option<Option<i64>> =
         sqlx::query_scalar("SELECT live_version FROM flows WHERE tenant_id = ? AND flow_id = ?")
@@ -205,12 +290,14 @@ pub(super) async fn rollback(pool: &SqlitePool, tenant: &str, flow_id: &str, ver
             .fetch_optional(&mut *tx)
             .await?;
     let previous = previous.ok_or(StoreError::NotFound)?;
-    let row = sqlx::query("SELECT * FROM flow_versions WHERE tenant_id = ? AND flow_id = ? AND version = ?")
-        .bind(tenant)
-        .bind(flow_id)
-        .bind(i64::from(version))
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row = sqlx::query(
+        "SELECT * FROM flow_versions WHERE tenant_id = ? AND flow_id = ? AND version = ?",
+    )
+    .bind(tenant)
+    .bind(flow_id)
+    .bind(i64::from(version))
+    .fetch_optional(&mut *tx)
+    .await?;
     let target = version_row(&row.ok_or(StoreError::NotFound)?)?;
     sqlx::query("UPDATE flows SET live_version = ?, live_by = ?, live_at = ? WHERE tenant_id = ? AND flow_id = ?")
         .bind(i64::from(version))
@@ -222,15 +309,34 @@ pub(super) async fn rollback(pool: &SqlitePool, tenant: &str, flow_id: &str, ver
         .await?;
     let from = serde_json::json!({"version": previous});
     let to = serde_json::json!({"version": version});
-    audit(&mut tx, Some(tenant), actor, "flow.rollback", flow_id, Some(&from), Some(&to), at).await?;
+    audit(
+        &mut tx,
+        Some(tenant),
+        actor,
+        "flow.rollback",
+        flow_id,
+        Some(&from),
+        Some(&to),
+        at,
+    )
+    .await?;
     tx.commit().await?;
     Ok(target)
 }
 
-pub(super) async fn list_versions(pool: &SqlitePool, tenant: &str, flow_id: &str, page: &PageRequest) -> Result<Page<VersionSummary>, StoreError> {
+pub(super) async fn list_versions(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+    page: &PageRequest,
+) -> Result<Page<VersionSummary>, StoreError> {
     let limit = page.effective_limit();
-    let before: i64 =
-        page.cursor.as_deref().and_then(decode_cursor).and_then(|c| c.parse().ok()).unwrap_or(i64::MAX);
+    let before: i64 = page
+        .cursor
+        .as_deref()
+        .and_then(decode_cursor)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(i64::MAX);
     let rows = sqlx::query(
         "SELECT v.version, v.author, v.comment, v.created_at, (f.live_version = v.version) AS live
          FROM flow_versions v JOIN flows f ON f.tenant_id = v.tenant_id AND f.flow_id = v.flow_id
@@ -258,12 +364,19 @@ pub(super) async fn list_versions(pool: &SqlitePool, tenant: &str, flow_id: &str
     Ok(paginate(items, limit, |v| v.version.to_string()))
 }
 
-pub(super) async fn get_version(pool: &SqlitePool, tenant: &str, flow_id: &str, version: u32) -> Result<Option<Version>, StoreError> {
-    let row = sqlx::query("SELECT * FROM flow_versions WHERE tenant_id = ? AND flow_id = ? AND version = ?")
-        .bind(tenant)
-        .bind(flow_id)
-        .bind(i64::from(version))
-        .fetch_optional(pool)
-        .await?;
+pub(super) async fn get_version(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+    version: u32,
+) -> Result<Option<Version>, StoreError> {
+    let row = sqlx::query(
+        "SELECT * FROM flow_versions WHERE tenant_id = ? AND flow_id = ? AND version = ?",
+    )
+    .bind(tenant)
+    .bind(flow_id)
+    .bind(i64::from(version))
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(version_row).transpose()
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool, SqlSafeStr};
+use sqlx::{Row, SqlSafeStr, SqlitePool};
 
 use super::keys::SecretHash;
 use super::*;
@@ -29,8 +29,11 @@ pub const FILE_NAME: &str = "voxgate-flows.sqlite3";
 
 /// The migrations, embedded in the binary. New ones are appended here and
 /// as files in `flows/migrations`; applied ones are never edited.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../../migrations/0001_initial.sql"),
+)];
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
@@ -49,11 +52,20 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         let migrations = MIGRATIONS
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect();
         Migrator::with_migrations(migrations).run(&pool).await?;
@@ -70,11 +82,20 @@ impl SqliteStore {
     pub async fn open_in_memory() -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
         // One connection: each in-memory connection is its own database.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
         let migrations = MIGRATIONS
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect();
         Migrator::with_migrations(migrations).run(&pool).await?;
@@ -85,7 +106,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-
 }
 
 impl Store for SqliteStore {
@@ -104,7 +124,17 @@ impl Store for SqliteStore {
                 return Err(StoreError::AlreadyExists);
             }
             let to = serde_json::json!({"name": tenant.name, "settings": tenant.settings});
-            audit(&mut tx, Some(&tenant.id), actor, "tenant.create", &tenant.id, None, Some(&to), tenant.created_at).await?;
+            audit(
+                &mut tx,
+                Some(&tenant.id),
+                actor,
+                "tenant.create",
+                &tenant.id,
+                None,
+                Some(&to),
+                tenant.created_at,
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         })
@@ -112,14 +142,19 @@ impl Store for SqliteStore {
 
     fn list_tenants(&self) -> StoreFuture<'_, Vec<Tenant>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT * FROM tenants ORDER BY id").fetch_all(&self.pool).await?;
+            let rows = sqlx::query("SELECT * FROM tenants ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
             rows.iter().map(tenant_row).collect()
         })
     }
 
     fn get_tenant<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Tenant>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM tenants WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+            let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
             row.as_ref().map(tenant_row).transpose()
         })
     }
@@ -134,12 +169,30 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let text = json_text(settings, "tenant settings")?;
             let mut tx = flows::begin_write(&self.pool).await?;
-            let row = sqlx::query("SELECT * FROM tenants WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+            let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
             let mut tenant = tenant_row(&row.ok_or(StoreError::NotFound)?)?;
-            sqlx::query("UPDATE tenants SET settings = ? WHERE id = ?").bind(&text).bind(id).execute(&mut *tx).await?;
-            let from = serde_json::to_value(&tenant.settings).map_err(corrupt("tenant settings"))?;
+            sqlx::query("UPDATE tenants SET settings = ? WHERE id = ?")
+                .bind(&text)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let from =
+                serde_json::to_value(&tenant.settings).map_err(corrupt("tenant settings"))?;
             let to = serde_json::to_value(settings).map_err(corrupt("tenant settings"))?;
-            audit(&mut tx, Some(id), actor, "tenant.settings", id, Some(&from), Some(&to), at).await?;
+            audit(
+                &mut tx,
+                Some(id),
+                actor,
+                "tenant.settings",
+                id,
+                Some(&from),
+                Some(&to),
+                at,
+            )
+            .await?;
             tx.commit().await?;
             tenant.settings = settings.clone();
             Ok(tenant)
@@ -148,16 +201,26 @@ impl Store for SqliteStore {
 
     fn count_keys(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?;
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+                .fetch_one(&self.pool)
+                .await?;
             Ok(n.max(0) as u64)
         })
     }
 
-    fn insert_key<'a>(&'a self, key: &'a ApiKey, secret_hash: &'a SecretHash, actor: Actor<'a>) -> StoreFuture<'a, ()> {
+    fn insert_key<'a>(
+        &'a self,
+        key: &'a ApiKey,
+        secret_hash: &'a SecretHash,
+        actor: Actor<'a>,
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut tx = flows::begin_write(&self.pool).await?;
             if let Some(t) = &key.tenant {
-                let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = ?").bind(t).fetch_optional(&mut *tx).await?;
+                let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
+                    .bind(t)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 if exists.is_none() {
                     return Err(StoreError::NotFound);
                 }
@@ -173,8 +236,19 @@ impl Store for SqliteStore {
             .bind(key.created_at)
             .execute(&mut *tx)
             .await?;
-            let to = serde_json::json!({"role": key.role, "tenant": key.tenant, "label": key.label});
-            audit(&mut tx, key.tenant.as_deref(), actor, "key.create", &key.id, None, Some(&to), key.created_at).await?;
+            let to =
+                serde_json::json!({"role": key.role, "tenant": key.tenant, "label": key.label});
+            audit(
+                &mut tx,
+                key.tenant.as_deref(),
+                actor,
+                "key.create",
+                &key.id,
+                None,
+                Some(&to),
+                key.created_at,
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         })
@@ -182,13 +256,19 @@ impl Store for SqliteStore {
 
     fn get_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(ApiKey, SecretHash)>> {
         Box::pin(async move {
-            let Some(row) = sqlx::query("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?
+            let Some(row) = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
             else {
                 return Ok(None);
             };
             let hash: Vec<u8> = row.try_get("secret_hash")?;
             let hash: SecretHash = hash.try_into().map_err(|_| {
-                StoreError::Database(sqlx::Error::ColumnDecode { index: "secret_hash".into(), source: "not 32 bytes".into() })
+                StoreError::Database(sqlx::Error::ColumnDecode {
+                    index: "secret_hash".into(),
+                    source: "not 32 bytes".into(),
+                })
             })?;
             Ok(Some((key_row(&row)?, hash)))
         })
@@ -198,25 +278,53 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let rows = match tenant {
                 Some(t) => {
-                    sqlx::query("SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id")
-                        .bind(t)
+                    sqlx::query(
+                        "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id",
+                    )
+                    .bind(t)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                None => {
+                    sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
                         .fetch_all(&self.pool)
                         .await?
                 }
-                None => sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id").fetch_all(&self.pool).await?,
             };
             rows.iter().map(key_row).collect()
         })
     }
 
-    fn revoke_key<'a>(&'a self, id: &'a str, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, ApiKey> {
+    fn revoke_key<'a>(
+        &'a self,
+        id: &'a str,
+        actor: Actor<'a>,
+        at: UnixMs,
+    ) -> StoreFuture<'a, ApiKey> {
         Box::pin(async move {
             let mut tx = flows::begin_write(&self.pool).await?;
-            let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+            let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
             let mut key = key_row(&row.ok_or(StoreError::NotFound)?)?;
             if key.revoked_at.is_none() {
-                sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(at).bind(id).execute(&mut *tx).await?;
-                audit(&mut tx, key.tenant.as_deref(), actor, "key.revoke", id, None, None, at).await?;
+                sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?")
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                audit(
+                    &mut tx,
+                    key.tenant.as_deref(),
+                    actor,
+                    "key.revoke",
+                    id,
+                    None,
+                    None,
+                    at,
+                )
+                .await?;
                 key.revoked_at = Some(at);
             }
             tx.commit().await?;
@@ -226,20 +334,36 @@ impl Store for SqliteStore {
 
     fn touch_key<'a>(&'a self, id: &'a str, at: UnixMs) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?").bind(at).bind(id).execute(&self.pool).await?;
+            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
             Ok(())
         })
     }
 
-    fn list_flows<'a>(&'a self, tenant: &'a str, page: &'a PageRequest) -> StoreFuture<'a, Page<FlowSummary>> {
+    fn list_flows<'a>(
+        &'a self,
+        tenant: &'a str,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<FlowSummary>> {
         Box::pin(flows::list_flows(&self.pool, tenant, page))
     }
 
-    fn get_flow<'a>(&'a self, tenant: &'a str, flow_id: &'a str) -> StoreFuture<'a, Option<FlowSummary>> {
+    fn get_flow<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+    ) -> StoreFuture<'a, Option<FlowSummary>> {
         Box::pin(flows::get_flow(&self.pool, tenant, flow_id))
     }
 
-    fn get_draft<'a>(&'a self, tenant: &'a str, flow_id: &'a str) -> StoreFuture<'a, Option<Draft>> {
+    fn get_draft<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+    ) -> StoreFuture<'a, Option<Draft>> {
         Box::pin(flows::get_draft(&self.pool, tenant, flow_id))
     }
 
@@ -251,7 +375,9 @@ impl Store for SqliteStore {
         actor: Actor<'a>,
         at: UnixMs,
     ) -> StoreFuture<'a, Draft> {
-        Box::pin(flows::create_draft(&self.pool, tenant, flow_id, document, actor, at))
+        Box::pin(flows::create_draft(
+            &self.pool, tenant, flow_id, document, actor, at,
+        ))
     }
 
     fn update_draft<'a>(
@@ -263,7 +389,9 @@ impl Store for SqliteStore {
         actor: Actor<'a>,
         at: UnixMs,
     ) -> StoreFuture<'a, Draft> {
-        Box::pin(flows::update_draft(&self.pool, tenant, flow_id, document, if_match, actor, at))
+        Box::pin(flows::update_draft(
+            &self.pool, tenant, flow_id, document, if_match, actor, at,
+        ))
     }
 
     fn delete_flow<'a>(
@@ -274,7 +402,9 @@ impl Store for SqliteStore {
         actor: Actor<'a>,
         at: UnixMs,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(flows::delete_flow(&self.pool, tenant, flow_id, if_match, actor, at))
+        Box::pin(flows::delete_flow(
+            &self.pool, tenant, flow_id, if_match, actor, at,
+        ))
     }
 
     fn publish<'a>(&'a self, req: &'a PublishRequest<'a>) -> StoreFuture<'a, Version> {
@@ -289,7 +419,9 @@ impl Store for SqliteStore {
         actor: Actor<'a>,
         at: UnixMs,
     ) -> StoreFuture<'a, Version> {
-        Box::pin(flows::rollback(&self.pool, tenant, flow_id, version, actor, at))
+        Box::pin(flows::rollback(
+            &self.pool, tenant, flow_id, version, actor, at,
+        ))
     }
 
     fn list_versions<'a>(
@@ -301,13 +433,21 @@ impl Store for SqliteStore {
         Box::pin(flows::list_versions(&self.pool, tenant, flow_id, page))
     }
 
-    fn get_version<'a>(&'a self, tenant: &'a str, flow_id: &'a str, version: u32) -> StoreFuture<'a, Option<Version>> {
+    fn get_version<'a>(
+        &'a self,
+        tenant: &'a str,
+        flow_id: &'a str,
+        version: u32,
+    ) -> StoreFuture<'a, Option<Version>> {
         Box::pin(flows::get_version(&self.pool, tenant, flow_id, version))
     }
 
     fn list_numbers<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Number>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT * FROM numbers WHERE tenant_id = ? ORDER BY did").bind(tenant).fetch_all(&self.pool).await?;
+            let rows = sqlx::query("SELECT * FROM numbers WHERE tenant_id = ? ORDER BY did")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?;
             rows.iter().map(number_row).collect()
         })
     }
@@ -322,7 +462,10 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, Number> {
         Box::pin(async move {
             let mut tx = flows::begin_write(&self.pool).await?;
-            let existing = sqlx::query("SELECT * FROM numbers WHERE did = ?").bind(did).fetch_optional(&mut *tx).await?;
+            let existing = sqlx::query("SELECT * FROM numbers WHERE did = ?")
+                .bind(did)
+                .fetch_optional(&mut *tx)
+                .await?;
             let existing = existing.as_ref().map(number_row).transpose()?;
             if existing.as_ref().is_some_and(|n| n.tenant != tenant) {
                 return Err(StoreError::NumberTaken);
@@ -347,26 +490,65 @@ impl Store for SqliteStore {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-            let from = existing.as_ref().map(|n| serde_json::json!({"flow_id": n.flow_id}));
+            let from = existing
+                .as_ref()
+                .map(|n| serde_json::json!({"flow_id": n.flow_id}));
             let to = serde_json::json!({"flow_id": flow_id});
-            audit(&mut tx, Some(tenant), actor, "number.put", did, from.as_ref(), Some(&to), at).await?;
+            audit(
+                &mut tx,
+                Some(tenant),
+                actor,
+                "number.put",
+                did,
+                from.as_ref(),
+                Some(&to),
+                at,
+            )
+            .await?;
             tx.commit().await?;
-            Ok(Number { did: did.into(), tenant: tenant.into(), flow_id: flow_id.into(), updated_by: actor.into(), updated_at: at })
+            Ok(Number {
+                did: did.into(),
+                tenant: tenant.into(),
+                flow_id: flow_id.into(),
+                updated_by: actor.into(),
+                updated_at: at,
+            })
         })
     }
 
-    fn delete_number<'a>(&'a self, tenant: &'a str, did: &'a str, actor: Actor<'a>, at: UnixMs) -> StoreFuture<'a, ()> {
+    fn delete_number<'a>(
+        &'a self,
+        tenant: &'a str,
+        did: &'a str,
+        actor: Actor<'a>,
+        at: UnixMs,
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut tx = flows::begin_write(&self.pool).await?;
-            let flow: Option<String> = sqlx::query_scalar("SELECT flow_id FROM numbers WHERE tenant_id = ? AND did = ?")
+            let flow: Option<String> =
+                sqlx::query_scalar("SELECT flow_id FROM numbers WHERE tenant_id = ? AND did = ?")
+                    .bind(tenant)
+                    .bind(did)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let flow = flow.ok_or(StoreError::NotFound)?;
+            sqlx::query("DELETE FROM numbers WHERE tenant_id = ? AND did = ?")
                 .bind(tenant)
                 .bind(did)
-                .fetch_optional(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
-            let flow = flow.ok_or(StoreError::NotFound)?;
-            sqlx::query("DELETE FROM numbers WHERE tenant_id = ? AND did = ?").bind(tenant).bind(did).execute(&mut *tx).await?;
             let from = serde_json::json!({"flow_id": flow});
-            audit(&mut tx, Some(tenant), actor, "number.delete", did, Some(&from), None, at).await?;
+            audit(
+                &mut tx,
+                Some(tenant),
+                actor,
+                "number.delete",
+                did,
+                Some(&from),
+                None,
+                at,
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         })
@@ -449,8 +631,13 @@ impl Store for SqliteStore {
                     .await?
                 }
             };
-            let items = rows.iter().map(call_summary_row).collect::<Result<Vec<_>, _>>()?;
-            Ok(paginate(items, limit, |c| format!("{}.{}", c.started_at, c.id)))
+            let items = rows
+                .iter()
+                .map(call_summary_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(paginate(items, limit, |c| {
+                format!("{}.{}", c.started_at, c.id)
+            }))
         })
     }
 
@@ -479,11 +666,19 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list_audit<'a>(&'a self, tenant: Option<&'a str>, page: &'a PageRequest) -> StoreFuture<'a, Page<AuditEntry>> {
+    fn list_audit<'a>(
+        &'a self,
+        tenant: Option<&'a str>,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<AuditEntry>> {
         Box::pin(async move {
             let limit = page.effective_limit();
-            let before: i64 =
-                page.cursor.as_deref().and_then(decode_cursor).and_then(|c| c.parse().ok()).unwrap_or(i64::MAX);
+            let before: i64 = page
+                .cursor
+                .as_deref()
+                .and_then(decode_cursor)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(i64::MAX);
             let rows = sqlx::query(
                 "SELECT * FROM audit_log WHERE tenant_id IS ? AND seq < ? ORDER BY seq DESC LIMIT ?",
             )
@@ -531,7 +726,11 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>, _>>()?;
             tx.commit().await?;
-            Ok(LiveState { tenants, numbers, flows })
+            Ok(LiveState {
+                tenants,
+                numbers,
+                flows,
+            })
         })
     }
 }

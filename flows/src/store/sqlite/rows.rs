@@ -12,16 +12,21 @@ pub(super) fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> S
     move |source| StoreError::Corrupt { what, source }
 }
 
-pub(super) fn json_text(value: &impl serde::Serialize, what: &'static str) -> Result<String, StoreError> {
+pub(super) fn json_text(
+    value: &impl serde::Serialize,
+    what: &'static str,
+) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(corrupt(what))
 }
 
 pub(super) fn u32_col(row: &SqliteRow, col: &str) -> Result<u32, StoreError> {
     let v: i64 = row.try_get(col)?;
-    u32::try_from(v).map_err(|_| StoreError::Database(sqlx::Error::ColumnDecode {
-        index: col.to_string(),
-        source: format!("{v} is not a version number").into(),
-    }))
+    u32::try_from(v).map_err(|_| {
+        StoreError::Database(sqlx::Error::ColumnDecode {
+            index: col.to_string(),
+            source: format!("{v} is not a version number").into(),
+        })
+    })
 }
 
 /// The next ETag: a hash chained over the previous one and the document,
@@ -43,13 +48,19 @@ pub(super) fn decode_cursor(s: &str) -> Option<String> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    let bytes: Option<Vec<u8>> =
-        (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
     String::from_utf8(bytes?).ok()
 }
 
 /// Splits rows fetched with `limit + 1` into a page.
-pub(super) fn paginate<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+pub(super) fn paginate<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> String,
+) -> Page<T> {
     let limit = limit as usize;
     let next = if items.len() > limit {
         items.truncate(limit);
@@ -101,7 +112,10 @@ pub(super) fn tenant_row(row: &SqliteRow) -> Result<Tenant, StoreError> {
 pub(super) fn key_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
     let role: String = row.try_get("role")?;
     let role = Role::parse(&role).ok_or_else(|| {
-        StoreError::Database(sqlx::Error::ColumnDecode { index: "role".into(), source: format!("unknown role {role}").into() })
+        StoreError::Database(sqlx::Error::ColumnDecode {
+            index: "role".into(),
+            source: format!("unknown role {role}").into(),
+        })
     })?;
     Ok(ApiKey {
         id: row.try_get("id")?,
@@ -135,8 +149,12 @@ pub(super) fn flow_summary_row(row: &SqliteRow) -> Result<FlowSummary, StoreErro
     let live = match live_version {
         Some(_) => Some(LivePointer {
             version: u32_col(row, "live_version")?,
-            by: row.try_get::<Option<String>, _>("live_by")?.unwrap_or_default(),
-            at: row.try_get::<Option<i64>, _>("live_at")?.unwrap_or_default(),
+            by: row
+                .try_get::<Option<String>, _>("live_by")?
+                .unwrap_or_default(),
+            at: row
+                .try_get::<Option<i64>, _>("live_at")?
+                .unwrap_or_default(),
         }),
         None => None,
     };
@@ -189,7 +207,8 @@ pub(super) fn call_summary_row(row: &SqliteRow) -> Result<CallSummary, StoreErro
 pub(super) fn audit_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
     let parse = |col: &str| -> Result<Option<Value>, StoreError> {
         let text: Option<String> = row.try_get(col)?;
-        text.map(|t| serde_json::from_str(&t).map_err(corrupt("audit value"))).transpose()
+        text.map(|t| serde_json::from_str(&t).map_err(corrupt("audit value")))
+            .transpose()
     };
     Ok(AuditEntry {
         seq: row.try_get("seq")?,

@@ -24,12 +24,26 @@ impl Noise {
 /// Digits as tones of `tone` ms with `gap` ms between, high group scaled by
 /// `twist_db` (negative: high group weaker, i.e. normal twist), white noise
 /// at `snr_db` below the signal power.
-fn signal(digits: &str, rate: u32, tone: u64, gap: u64, twist_db: f64, snr_db: Option<f64>) -> Vec<i16> {
+fn signal(
+    digits: &str,
+    rate: u32,
+    tone: u64,
+    gap: u64,
+    twist_db: f64,
+    snr_db: Option<f64>,
+) -> Vec<i16> {
     let mut out = Vec::new();
     let low = 6000.0;
     let high = low * 10f64.powf(twist_db / 20.0);
     for d in digits.chars() {
-        let mut g = ToneGenerator::new(d, rate, Duration::from_millis(tone), Duration::from_millis(gap)).expect("digit").with_amplitudes(low, high);
+        let mut g = ToneGenerator::new(
+            d,
+            rate,
+            Duration::from_millis(tone),
+            Duration::from_millis(gap),
+        )
+        .expect("digit")
+        .with_amplitudes(low, high);
         let n = ((tone + gap) * u64::from(rate) / 1000) as usize;
         let mut buf = vec![0i16; n];
         g.fill(&mut buf);
@@ -73,12 +87,19 @@ fn digits(events: &[DtmfEvent]) -> String {
 fn all_sixteen_digits_at_8_and_16_khz() {
     let all: String = DIGITS.iter().collect();
     for rate in [8000, 16000] {
-        let ev = detect_with(DetectorConfig::new(rate), &signal(&all, rate, 70, 60, 0.0, None));
+        let ev = detect_with(
+            DetectorConfig::new(rate),
+            &signal(&all, rate, 70, 60, 0.0, None),
+        );
         assert_eq!(digits(&ev), all, "at {rate} Hz");
         for e in &ev {
             assert_eq!(e.source, DtmfSource::Inband);
             // 70 ms of tone, measured in 12.75 ms blocks.
-            assert!(e.duration >= 50 * MS && e.duration <= 80 * MS, "{:?}", e.duration);
+            assert!(
+                e.duration >= 50 * MS && e.duration <= 80 * MS,
+                "{:?}",
+                e.duration
+            );
         }
     }
 }
@@ -88,7 +109,11 @@ fn noisy_and_twisted_tones_are_found() {
     let all: String = DIGITS.iter().collect();
     for (twist, snr) in [(0.0, 15.0), (-6.0, 18.0), (3.0, 15.0), (-6.0, 15.0)] {
         let pcm = signal(&all, 8000, 60, 60, twist, Some(snr));
-        assert_eq!(digits(&detect_with(DetectorConfig::new(8000), &pcm)), all, "twist {twist} dB, SNR {snr} dB");
+        assert_eq!(
+            digits(&detect_with(DetectorConfig::new(8000), &pcm)),
+            all,
+            "twist {twist} dB, SNR {snr} dB"
+        );
     }
 }
 
@@ -97,7 +122,11 @@ fn twist_beyond_the_limits_is_rejected() {
     // High group 12 dB below the low one, or 7 dB above it.
     for twist in [-12.0, 7.0] {
         let pcm = signal("159#", 8000, 80, 60, twist, None);
-        assert_eq!(digits(&detect_with(DetectorConfig::new(8000), &pcm)), "", "twist {twist} dB");
+        assert_eq!(
+            digits(&detect_with(DetectorConfig::new(8000), &pcm)),
+            "",
+            "twist {twist} dB"
+        );
     }
 }
 
@@ -105,25 +134,45 @@ fn twist_beyond_the_limits_is_rejected() {
 fn short_tones_and_short_gaps() {
     let cfg = DetectorConfig::new(8000);
     // 20 ms bursts are too short to be digits.
-    assert_eq!(digits(&detect_with(cfg, &signal("123", 8000, 20, 60, 0.0, None))), "");
+    assert_eq!(
+        digits(&detect_with(cfg, &signal("123", 8000, 20, 60, 0.0, None))),
+        ""
+    );
     // 45 ms tones with 45 ms gaps are the fastest valid dialling.
-    assert_eq!(digits(&detect_with(cfg, &signal("1234", 8000, 45, 45, 0.0, None))), "1234");
+    assert_eq!(
+        digits(&detect_with(cfg, &signal("1234", 8000, 45, 45, 0.0, None))),
+        "1234"
+    );
     // A 10 ms dropout inside one long press is still one digit.
-    assert_eq!(digits(&detect_with(cfg, &signal("55", 8000, 80, 10, 0.0, None))), "5");
+    assert_eq!(
+        digits(&detect_with(cfg, &signal("55", 8000, 80, 10, 0.0, None))),
+        "5"
+    );
     // Two different digits with no gap: the second needs a gap first.
-    assert_eq!(digits(&detect_with(cfg, &signal("12", 8000, 80, 0, 0.0, None))), "1");
+    assert_eq!(
+        digits(&detect_with(cfg, &signal("12", 8000, 80, 0, 0.0, None))),
+        "1"
+    );
 }
 
 #[test]
 fn silence_noise_and_single_tones_are_not_digits() {
     let cfg = DetectorConfig::new(8000);
     let mut noise = Noise(7);
-    let white: Vec<i16> = (0..16000).map(|_| (noise.gauss() * 3000.0) as i16).collect();
+    let white: Vec<i16> = (0..16000)
+        .map(|_| (noise.gauss() * 3000.0) as i16)
+        .collect();
     assert!(detect_with(cfg, &white).is_empty());
     assert!(detect_with(cfg, &vec![0; 8000]).is_empty());
     // A dial-tone-like single 440 Hz + 350 Hz pair and a lone 697 Hz tone.
     let tone = |f: &[f64]| -> Vec<i16> {
-        (0..8000).map(|i| f.iter().map(|f| 8000.0 * (TAU * f * i as f64 / 8000.0).sin()).sum::<f64>() as i16).collect()
+        (0..8000)
+            .map(|i| {
+                f.iter()
+                    .map(|f| 8000.0 * (TAU * f * i as f64 / 8000.0).sin())
+                    .sum::<f64>() as i16
+            })
+            .collect()
     };
     assert!(detect_with(cfg, &tone(&[350.0, 440.0])).is_empty());
     assert!(detect_with(cfg, &tone(&[697.0])).is_empty());
@@ -131,7 +180,10 @@ fn silence_noise_and_single_tones_are_not_digits() {
 
 #[test]
 fn unsupported_rates_are_errors() {
-    assert_eq!(InbandDetector::new(44100).err(), Some(DetectorError::UnsupportedRate(44100)));
+    assert_eq!(
+        InbandDetector::new(44100).err(),
+        Some(DetectorError::UnsupportedRate(44100))
+    );
 }
 
 // --- speech ---------------------------------------------------------------
@@ -141,18 +193,40 @@ fn unsupported_rates_are_errors() {
 /// espeak-ng`), the test must not pass by skipping.
 fn speech(text: &str, voice: &str, pitch: u32, speed: u32) -> Vec<i16> {
     let out = std::process::Command::new("espeak-ng")
-        .args(["--stdout", "-v", voice, "-p", &pitch.to_string(), "-s", &speed.to_string(), text])
+        .args([
+            "--stdout",
+            "-v",
+            voice,
+            "-p",
+            &pitch.to_string(),
+            "-s",
+            &speed.to_string(),
+            text,
+        ])
         .output()
         .expect("espeak-ng must be installed for this test (apt-get install -y espeak-ng)");
-    assert!(out.status.success(), "espeak-ng failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "espeak-ng failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // espeak-ng streams its WAV with a placeholder data length, so read the
     // header by hand: the rate at byte 24, samples after the "data" tag.
     let wav = out.stdout;
-    assert!(wav.len() > 44 && &wav[..4] == b"RIFF", "espeak-ng did not write a WAV");
+    assert!(
+        wav.len() > 44 && &wav[..4] == b"RIFF",
+        "espeak-ng did not write a WAV"
+    );
     let rate = u32::from_le_bytes([wav[24], wav[25], wav[26], wav[27]]);
-    let data = wav.windows(4).position(|w| w == b"data").expect("data chunk") + 8;
-    let samples: Vec<f64> =
-        wav[data..].chunks_exact(2).map(|b| f64::from(i16::from_le_bytes([b[0], b[1]]))).collect();
+    let data = wav
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk")
+        + 8;
+    let samples: Vec<f64> = wav[data..]
+        .chunks_exact(2)
+        .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
+        .collect();
     let low = lowpass(&samples, rate, 3600.0);
     // Linear interpolation at 8 kHz positions after the low-pass.
     let n_out = (low.len() as u64 * 8000 / u64::from(rate)) as usize;
@@ -180,35 +254,88 @@ fn lowpass(x: &[f64], rate: u32, cutoff: f64) -> Vec<f64> {
     let h: Vec<f64> = (0..taps)
         .map(|i| {
             let m = i as f64 - (taps - 1) as f64 / 2.0;
-            let sinc = if m == 0.0 { 2.0 * fc } else { (TAU * fc * m).sin() / (std::f64::consts::PI * m) };
+            let sinc = if m == 0.0 {
+                2.0 * fc
+            } else {
+                (TAU * fc * m).sin() / (std::f64::consts::PI * m)
+            };
             let w = 0.54 - 0.46 * (TAU * i as f64 / (taps - 1) as f64).cos();
             sinc * w
         })
         .collect();
     (0..x.len())
-        .map(|n| h.iter().enumerate().filter(|(k, _)| n >= *k).map(|(k, c)| c * x[n - k]).sum())
+        .map(|n| {
+            h.iter()
+                .enumerate()
+                .filter(|(k, _)| n >= *k)
+                .map(|(k, c)| c * x[n - k])
+                .sum()
+        })
         .collect()
 }
 
 #[test]
 fn speech_produces_no_digits() {
     let clips = [
-        ("My account number is one two three four five six seven eight nine zero.", "en", 50, 160),
-        ("Please call me back at five five five, zero one nine nine, after eight o'clock.", "en-us", 80, 140),
-        ("Hello? Hello! Can you hear me? I would like to speak to an agent, please.", "en-gb", 30, 175),
-        ("Mmmmm, aaaaah, ooooh, eeeeee, yes yes yes, no no no.", "en", 99, 120),
-        ("Meine Nummer ist null sieben eins eins, vier drei zwei eins.", "de", 40, 150),
-        ("Bonjour, je voudrais parler à quelqu'un, c'est le zéro six douze.", "fr", 70, 165),
-        ("Seventy seven thousand, nine hundred and ninety nine point four.", "en-us", 10, 190),
+        (
+            "My account number is one two three four five six seven eight nine zero.",
+            "en",
+            50,
+            160,
+        ),
+        (
+            "Please call me back at five five five, zero one nine nine, after eight o'clock.",
+            "en-us",
+            80,
+            140,
+        ),
+        (
+            "Hello? Hello! Can you hear me? I would like to speak to an agent, please.",
+            "en-gb",
+            30,
+            175,
+        ),
+        (
+            "Mmmmm, aaaaah, ooooh, eeeeee, yes yes yes, no no no.",
+            "en",
+            99,
+            120,
+        ),
+        (
+            "Meine Nummer ist null sieben eins eins, vier drei zwei eins.",
+            "de",
+            40,
+            150,
+        ),
+        (
+            "Bonjour, je voudrais parler à quelqu'un, c'est le zéro six douze.",
+            "fr",
+            70,
+            165,
+        ),
+        (
+            "Seventy seven thousand, nine hundred and ninety nine point four.",
+            "en-us",
+            10,
+            190,
+        ),
     ];
     let mut naive_hits = 0;
     let mut total_secs = 0.0;
     for (text, voice, pitch, speed) in clips {
         let pcm = speech(text, voice, pitch, speed);
-        assert!(pcm.len() > 8000, "espeak produced only {} samples for {text:?}", pcm.len());
+        assert!(
+            pcm.len() > 8000,
+            "espeak produced only {} samples for {text:?}",
+            pcm.len()
+        );
         total_secs += pcm.len() as f64 / 8000.0;
         let found = detect_with(DetectorConfig::new(8000), &pcm);
-        assert!(found.is_empty(), "false digits {:?} in {voice} speech {text:?}", digits(&found));
+        assert!(
+            found.is_empty(),
+            "false digits {:?} in {voice} speech {text:?}",
+            digits(&found)
+        );
         // The same speech through a naive detector (strongest row + column
         // above a floor, one block, no twist / peak / energy-share checks)
         // must produce digits, or this test would prove nothing.
@@ -224,5 +351,8 @@ fn speech_produces_no_digits() {
         naive_hits += detect_with(naive, &pcm).len();
     }
     assert!(total_secs > 15.0, "only {total_secs:.1} s of speech");
-    assert!(naive_hits > 20, "a naive detector found only {naive_hits} digits in speech");
+    assert!(
+        naive_hits > 20,
+        "a naive detector found only {naive_hits} digits in speech"
+    );
 }

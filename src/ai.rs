@@ -1,0 +1,77 @@
+//! `voxgate worker` and `voxgate simulate`.
+
+use std::sync::Arc;
+
+use voxgate_stt_tts::espeak::EspeakTts;
+use voxgate_stt_tts::nlu::lexical::LexicalIntentEngine;
+use voxgate_stt_tts::simulator;
+use voxgate_stt_tts::worker::{serve_worker, Engines, WorkerToken};
+
+use crate::cli::{SimulateArgs, WorkerArgs};
+use crate::exit;
+
+fn listen_addr(text: &str) -> Result<std::net::SocketAddr, i32> {
+    text.parse().map_err(|e| {
+        eprintln!("voxgate: --listen {text}: {e}");
+        exit::USAGE
+    })
+}
+
+pub async fn worker(args: WorkerArgs) -> i32 {
+    let addr = match listen_addr(&args.listen) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let mut engines = Engines {
+        stt: None,
+        tts: None,
+        nlu: None,
+    };
+    for name in &args.engines {
+        match name.trim() {
+            "tts" => engines.tts = Some(Arc::new(EspeakTts::default())),
+            "nlu" => engines.nlu = Some(Arc::new(LexicalIntentEngine)),
+            "stt" => {
+                eprintln!("voxgate: --engines stt: no local speech-to-text engine is built in yet (whisper-rs is not integrated)");
+                return exit::USAGE;
+            }
+            other => {
+                eprintln!("voxgate: --engines {other}: unknown engine (tts, nlu)");
+                return exit::USAGE;
+            }
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("voxgate: binding {addr}: {e}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(a) => tracing::info!("worker listening on {a}"),
+        Err(e) => tracing::warn!("worker address: {e}"),
+    }
+    match serve_worker(listener, WorkerToken::new(args.token), engines).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("voxgate: {e}");
+            exit::SOFTWARE
+        }
+    }
+}
+
+pub async fn simulate(args: SimulateArgs) -> i32 {
+    let addr = match listen_addr(&args.listen) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    tracing::info!("simulator (a test double for remote providers) on {addr}");
+    match simulator::simulate(addr, &args.script, WorkerToken::new(args.token)).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("voxgate: {e}");
+            exit::UNAVAILABLE
+        }
+    }
+}
