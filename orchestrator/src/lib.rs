@@ -1,1 +1,30 @@
-//! placeholder
+//! The AI node's orchestrator: caller audio → VAD → STT → intents →
+//! policy → TTS → caller, with barge-in, latency budgets and fallbacks.
+//!
+//! # Layout
+//! - [`pipeline`]: the sans-IO frame pipeline: frames and turn ids, VAD
+//!   and endpointing (earshot), turn-taking with barge-in, the outbound
+//!   gate that drops frames of older turns.
+//! - [`policy`]: escalation rules per node over tenant defaults, each
+//!   decision a typed, printable record.
+//! - [`budget`]: latency budgets as deadlines (soft → filler, hard →
+//!   fallback), provider errors and stalls, and the per-(tenant, provider)
+//!   circuit breaker.
+//! - [`outcome`]: a finished node's answer to the flow driver (outcome
+//!   edge and `ai.*` variables).
+//!
+//! Everything here is sans-IO: time comes in as `now`, outputs come out of
+//! `poll_*`, timers are data in deadline tables.
+//!
+//! NOT BUILT YET: the async runner implementing
+//! `voxgate_flows::driver::AiRunner` over a call and the stt-tts engines,
+//! and streaming, turn-tagged playback in the gateway. Until then the flow
+//! driver's `UnavailableAi` takes every AI node's fallback.
+
+// Tests may start a virtual clock from the real one.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
+pub mod budget;
+pub mod outcome;
+pub mod pipeline;
+pub mod policy;

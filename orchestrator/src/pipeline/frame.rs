@@ -64,7 +64,11 @@ pub enum SystemFrame {
     /// time), `start_ms` of media time from the start of the stream.
     SpeechStarted { start_ms: u64 },
     /// The caller's utterance ended; STT should settle its final now.
-    EndOfUtterance { end_ms: u64, speech_ms: u64, reason: EndReason },
+    EndOfUtterance {
+        end_ms: u64,
+        speech_ms: u64,
+        reason: EndReason,
+    },
     /// A key the caller pressed.
     Dtmf(char),
     /// The conversation is over; stages flush and stop.
@@ -84,14 +88,28 @@ pub struct TranscriptFrame {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     /// Caller audio (inbound), tagged with the turn current when it arrived.
-    Audio { turn: TurnId, samples: Vec<i16>, rate: u32 },
+    Audio {
+        turn: TurnId,
+        samples: Vec<i16>,
+        rate: u32,
+    },
     Transcript(TranscriptFrame),
     /// The intent engine's decision on the utterance that ended `turn`.
-    Intent { turn: TurnId, result: IntentResult },
+    Intent {
+        turn: TurnId,
+        result: IntentResult,
+    },
     /// Text the bot is about to say in `turn`.
-    ReplyText { turn: TurnId, text: String },
+    ReplyText {
+        turn: TurnId,
+        text: String,
+    },
     /// Synthesised speech for `turn`, at `rate`.
-    TtsAudio { turn: TurnId, samples: Vec<i16>, rate: u32 },
+    TtsAudio {
+        turn: TurnId,
+        samples: Vec<i16>,
+        rate: u32,
+    },
     System(SystemFrame),
 }
 
@@ -167,7 +185,11 @@ mod tests {
     use super::*;
 
     fn tts(turn: u64) -> Frame {
-        Frame::TtsAudio { turn: TurnId(turn), samples: vec![0; 160], rate: 8_000 }
+        Frame::TtsAudio {
+            turn: TurnId(turn),
+            samples: vec![0; 160],
+            rate: 8_000,
+        }
     }
 
     #[test]
@@ -186,11 +208,23 @@ mod tests {
         q.push(Frame::System(SystemFrame::SpeechStarted { start_ms: 40 }));
         q.push(tts(1));
         q.push(tts(1));
-        q.push(Frame::System(SystemFrame::Interrupt { from: TurnId(1), to: TurnId(2) }));
+        q.push(Frame::System(SystemFrame::Interrupt {
+            from: TurnId(1),
+            to: TurnId(2),
+        }));
         q.push(tts(2));
         assert_eq!(q.cancelled(), 2);
-        assert_eq!(q.pop(), Some(Frame::System(SystemFrame::SpeechStarted { start_ms: 40 })));
-        assert_eq!(q.pop(), Some(Frame::System(SystemFrame::Interrupt { from: TurnId(1), to: TurnId(2) })));
+        assert_eq!(
+            q.pop(),
+            Some(Frame::System(SystemFrame::SpeechStarted { start_ms: 40 }))
+        );
+        assert_eq!(
+            q.pop(),
+            Some(Frame::System(SystemFrame::Interrupt {
+                from: TurnId(1),
+                to: TurnId(2)
+            }))
+        );
         assert_eq!(q.pop(), Some(tts(2)));
         assert!(q.is_empty());
     }

@@ -41,10 +41,13 @@ impl Default for BargeInConfig {
             enabled: true,
             min_speech_ms: 600,
             min_words: 2,
-            backchannel: ["uh-huh", "uh huh", "mm-hmm", "mhm", "mm", "hmm", "okay", "ok", "yeah", "yep", "right", "sure", "alright"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            backchannel: [
+                "uh-huh", "uh huh", "mm-hmm", "mhm", "mm", "hmm", "okay", "ok", "yeah", "yep",
+                "right", "sure", "alright",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             dtmf_interrupts: true,
         }
     }
@@ -67,7 +70,11 @@ pub enum BargeInCause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TurnEvent {
     /// Stop the bot now: frames of turns before `to` must go.
-    Interrupt { from: TurnId, to: TurnId, cause: BargeInCause },
+    Interrupt {
+        from: TurnId,
+        to: TurnId,
+        cause: BargeInCause,
+    },
     /// The caller only acknowledged; the bot keeps talking.
     BackchannelIgnored { text: String },
 }
@@ -89,7 +96,10 @@ enum Floor {
     /// The bot is silent; the caller may talk.
     Caller,
     /// A bot turn is playing.
-    Bot { turn: TurnId, overlap: Option<Overlap> },
+    Bot {
+        turn: TurnId,
+        overlap: Option<Overlap>,
+    },
 }
 
 /// The turn-taking stage of one call.
@@ -105,15 +115,29 @@ pub struct TurnTaking {
 /// Lower-case words without punctuation (apostrophes and hyphens kept).
 fn words(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || (c.is_ascii_punctuation() && c != '\'' && c != '-'))
-        .map(|w| w.trim_matches(|c: char| c == '-' || c == '\'').to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c: char| c == '-' || c == '\'')
+                .to_lowercase()
+        })
         .filter(|w| !w.is_empty())
         .collect()
 }
 
 impl TurnTaking {
     pub fn new(config: BargeInConfig) -> Self {
-        let backchannel = config.backchannel.iter().map(|p| words(p)).filter(|p| !p.is_empty()).collect();
-        Self { config, backchannel, turns: TurnCounter::default(), floor: Floor::Caller, events: VecDeque::new() }
+        let backchannel = config
+            .backchannel
+            .iter()
+            .map(|p| words(p))
+            .filter(|p| !p.is_empty())
+            .collect();
+        Self {
+            config,
+            backchannel,
+            turns: TurnCounter::default(),
+            floor: Floor::Caller,
+            events: VecDeque::new(),
+        }
     }
 
     /// The current turn: generated frames of older turns are stale.
@@ -133,7 +157,10 @@ impl TurnTaking {
     /// its id, which every frame of the turn must carry.
     pub fn begin_bot_turn(&mut self, _now: Instant) -> TurnId {
         let turn = self.turns.bump();
-        self.floor = Floor::Bot { turn, overlap: None };
+        self.floor = Floor::Bot {
+            turn,
+            overlap: None,
+        };
         turn
     }
 
@@ -151,14 +178,22 @@ impl TurnTaking {
         }
         let deadline = now + Duration::from_millis(u64::from(self.config.min_speech_ms));
         if let Floor::Bot { overlap, .. } = &mut self.floor {
-            *overlap = Some(Overlap { deadline: Some(deadline), started: now, fired: false, text: String::new() });
+            *overlap = Some(Overlap {
+                deadline: Some(deadline),
+                started: now,
+                fired: false,
+                text: String::new(),
+            });
         }
         self.handle_timeout(now);
     }
 
     /// The VAD heard the caller's utterance end.
     pub fn handle_speech_ended(&mut self, _now: Instant) {
-        if let Floor::Bot { overlap: Some(o), .. } = &mut self.floor {
+        if let Floor::Bot {
+            overlap: Some(o), ..
+        } = &mut self.floor
+        {
             o.deadline = None;
         }
     }
@@ -188,17 +223,28 @@ impl TurnTaking {
         }
         let content = self.content_words(text);
         let any_words = !words(text).is_empty();
-        let Floor::Bot { overlap, .. } = &mut self.floor else { return };
-        let o = overlap.get_or_insert_with(|| Overlap { deadline: None, started: now, fired: false, text: String::new() });
+        let Floor::Bot { overlap, .. } = &mut self.floor else {
+            return;
+        };
+        let o = overlap.get_or_insert_with(|| Overlap {
+            deadline: None,
+            started: now,
+            fired: false,
+            text: String::new(),
+        });
         o.text = text.to_string();
         let (fired, started) = (o.fired, o.started);
         if is_final {
             if content > 0 {
-                self.interrupt(BargeInCause::Utterance { text: text.to_string() });
+                self.interrupt(BargeInCause::Utterance {
+                    text: text.to_string(),
+                });
             } else {
                 *overlap = None;
                 if any_words {
-                    self.events.push_back(TurnEvent::BackchannelIgnored { text: text.to_string() });
+                    self.events.push_back(TurnEvent::BackchannelIgnored {
+                        text: text.to_string(),
+                    });
                 }
             }
         } else if content >= self.config.min_words.max(1) {
@@ -211,10 +257,6 @@ impl TurnTaking {
         }
     }
 
-    fn min_speech(&self) -> Duration {
-        Duration::from_millis(u64::from(self.config.min_speech_ms))
-    }
-
     /// A key press.
     pub fn handle_dtmf(&mut self, _now: Instant, digit: char) {
         if self.config.enabled && self.config.dtmf_interrupts && self.bot_turn().is_some() {
@@ -225,13 +267,20 @@ impl TurnTaking {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.floor {
-            Floor::Bot { overlap: Some(o), .. } => o.deadline,
+            Floor::Bot {
+                overlap: Some(o), ..
+            } => o.deadline,
             _ => None,
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Floor::Bot { overlap: Some(o), .. } = &mut self.floor else { return };
+        let Floor::Bot {
+            overlap: Some(o), ..
+        } = &mut self.floor
+        else {
+            return;
+        };
         let Some(deadline) = o.deadline else { return };
         if now < deadline {
             return;
@@ -248,10 +297,16 @@ impl TurnTaking {
     }
 
     fn interrupt(&mut self, cause: BargeInCause) {
-        let Floor::Bot { turn, .. } = self.floor else { return };
+        let Floor::Bot { turn, .. } = self.floor else {
+            return;
+        };
         let to = self.turns.bump();
         self.floor = Floor::Caller;
-        self.events.push_back(TurnEvent::Interrupt { from: turn, to, cause });
+        self.events.push_back(TurnEvent::Interrupt {
+            from: turn,
+            to,
+            cause,
+        });
     }
 
     pub fn poll_event(&mut self) -> Option<TurnEvent> {
@@ -288,7 +343,11 @@ mod tests {
         t.handle_timeout(t0 + ms(700));
         assert_eq!(
             drain(&mut t),
-            vec![TurnEvent::Interrupt { from: TurnId(1), to: TurnId(2), cause: BargeInCause::Speech { ms: 600 } }]
+            vec![TurnEvent::Interrupt {
+                from: TurnId(1),
+                to: TurnId(2),
+                cause: BargeInCause::Speech { ms: 600 }
+            }]
         );
         assert_eq!(t.current_turn(), TurnId(2));
         assert_eq!(t.bot_turn(), None);
@@ -307,7 +366,11 @@ mod tests {
         t.handle_transcript(t0 + ms(400), "okay wait stop", false);
         assert_eq!(
             drain(&mut t),
-            vec![TurnEvent::Interrupt { from: TurnId(1), to: TurnId(2), cause: BargeInCause::Words { words: 2 } }]
+            vec![TurnEvent::Interrupt {
+                from: TurnId(1),
+                to: TurnId(2),
+                cause: BargeInCause::Words { words: 2 }
+            }]
         );
     }
 
@@ -322,7 +385,12 @@ mod tests {
         t.handle_transcript(t0 + ms(700), "Uh huh, okay.", false);
         t.handle_speech_ended(t0 + ms(800));
         t.handle_transcript(t0 + ms(900), "Uh huh, okay.", true);
-        assert_eq!(drain(&mut t), vec![TurnEvent::BackchannelIgnored { text: "Uh huh, okay.".into() }]);
+        assert_eq!(
+            drain(&mut t),
+            vec![TurnEvent::BackchannelIgnored {
+                text: "Uh huh, okay.".into()
+            }]
+        );
         assert_eq!(t.bot_turn(), Some(turn));
         assert_eq!(t.current_turn(), turn);
     }
@@ -337,7 +405,13 @@ mod tests {
         t.handle_timeout(t0 + ms(600));
         assert!(drain(&mut t).is_empty());
         t.handle_transcript(t0 + ms(650), "yeah no", false);
-        assert!(matches!(drain(&mut t).as_slice(), [TurnEvent::Interrupt { cause: BargeInCause::Speech { ms: 650 }, .. }]));
+        assert!(matches!(
+            drain(&mut t).as_slice(),
+            [TurnEvent::Interrupt {
+                cause: BargeInCause::Speech { ms: 650 },
+                ..
+            }]
+        ));
     }
 
     #[test]
@@ -348,7 +422,13 @@ mod tests {
         t.handle_speech_started(t0);
         t.handle_speech_ended(t0 + ms(300));
         t.handle_transcript(t0 + ms(400), "no", true);
-        assert!(matches!(drain(&mut t).as_slice(), [TurnEvent::Interrupt { cause: BargeInCause::Utterance { .. }, .. }]));
+        assert!(matches!(
+            drain(&mut t).as_slice(),
+            [TurnEvent::Interrupt {
+                cause: BargeInCause::Utterance { .. },
+                ..
+            }]
+        ));
     }
 
     #[test]
@@ -382,9 +462,18 @@ mod tests {
         let mut t = tt();
         t.begin_bot_turn(t0);
         t.handle_dtmf(t0, '0');
-        assert!(matches!(drain(&mut t).as_slice(), [TurnEvent::Interrupt { cause: BargeInCause::Dtmf('0'), .. }]));
+        assert!(matches!(
+            drain(&mut t).as_slice(),
+            [TurnEvent::Interrupt {
+                cause: BargeInCause::Dtmf('0'),
+                ..
+            }]
+        ));
 
-        let mut off = TurnTaking::new(BargeInConfig { enabled: false, ..BargeInConfig::default() });
+        let mut off = TurnTaking::new(BargeInConfig {
+            enabled: false,
+            ..BargeInConfig::default()
+        });
         off.begin_bot_turn(t0);
         off.handle_speech_started(t0);
         off.handle_transcript(t0 + ms(100), "stop talking now", false);
@@ -395,9 +484,18 @@ mod tests {
     #[test]
     fn min_speech_zero_interrupts_on_speech_start() {
         let t0 = Instant::now();
-        let mut t = TurnTaking::new(BargeInConfig { min_speech_ms: 0, ..BargeInConfig::default() });
+        let mut t = TurnTaking::new(BargeInConfig {
+            min_speech_ms: 0,
+            ..BargeInConfig::default()
+        });
         t.begin_bot_turn(t0);
         t.handle_speech_started(t0);
-        assert!(matches!(drain(&mut t).as_slice(), [TurnEvent::Interrupt { cause: BargeInCause::Speech { ms: 0 }, .. }]));
+        assert!(matches!(
+            drain(&mut t).as_slice(),
+            [TurnEvent::Interrupt {
+                cause: BargeInCause::Speech { ms: 0 },
+                ..
+            }]
+        ));
     }
 }

@@ -33,7 +33,9 @@ pub struct EarshotScorer {
 
 impl EarshotScorer {
     pub fn new() -> Self {
-        Self { detector: earshot::Detector::default_boxed() }
+        Self {
+            detector: earshot::Detector::default_boxed(),
+        }
     }
 }
 
@@ -77,7 +79,12 @@ pub struct VadConfig {
 
 impl Default for VadConfig {
     fn default() -> Self {
-        Self { threshold: 0.5, min_speech_ms: 160, end_silence_ms: 700, max_utterance_ms: 15_000 }
+        Self {
+            threshold: 0.5,
+            min_speech_ms: 160,
+            end_silence_ms: 700,
+            max_utterance_ms: 15_000,
+        }
     }
 }
 
@@ -85,16 +92,29 @@ impl Default for VadConfig {
 /// sample the VAD was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VadEvent {
-    SpeechStarted { start_ms: u64 },
-    SpeechEnded { end_ms: u64, speech_ms: u64, reason: EndReason },
+    SpeechStarted {
+        start_ms: u64,
+    },
+    SpeechEnded {
+        end_ms: u64,
+        speech_ms: u64,
+        reason: EndReason,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Silence,
     /// Voice heard but not yet `min_speech_ms` of it.
-    Onset { start: u64, voiced: u64, last_voice: u64 },
-    Speech { start: u64, last_voice: u64 },
+    Onset {
+        start: u64,
+        voiced: u64,
+        last_voice: u64,
+    },
+    Speech {
+        start: u64,
+        last_voice: u64,
+    },
 }
 
 /// The VAD and endpointer of one inbound stream.
@@ -110,7 +130,10 @@ pub struct Vad<S: VoiceScorer = EarshotScorer> {
 
 impl<S: VoiceScorer> std::fmt::Debug for Vad<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vad").field("position", &self.position).field("state", &self.state).finish()
+        f.debug_struct("Vad")
+            .field("position", &self.position)
+            .field("state", &self.state)
+            .finish()
     }
 }
 
@@ -131,7 +154,14 @@ impl Vad<EarshotScorer> {
 
 impl<S: VoiceScorer> Vad<S> {
     pub fn new(scorer: S, config: VadConfig) -> Self {
-        Self { scorer, config, pending: Vec::with_capacity(VAD_WINDOW), position: 0, state: State::Silence, events: VecDeque::new() }
+        Self {
+            scorer,
+            config,
+            pending: Vec::with_capacity(VAD_WINDOW),
+            position: 0,
+            state: State::Silence,
+            events: VecDeque::new(),
+        }
     }
 
     /// Feeds 16 kHz samples of any length.
@@ -155,10 +185,18 @@ impl<S: VoiceScorer> Vad<S> {
         let window_start = now - VAD_WINDOW as u64;
         let min_speech = ms_to_samples(self.config.min_speech_ms);
         self.state = match self.state {
-            State::Silence if voiced => self.onset(window_start, VAD_WINDOW as u64, now, min_speech),
+            State::Silence if voiced => {
+                self.onset(window_start, VAD_WINDOW as u64, now, min_speech)
+            }
             State::Silence => State::Silence,
-            State::Onset { start, voiced: v, .. } if voiced => self.onset(start, v + VAD_WINDOW as u64, now, min_speech),
-            State::Onset { last_voice, .. } if now - last_voice > min_speech.max(VAD_WINDOW as u64) => State::Silence,
+            State::Onset {
+                start, voiced: v, ..
+            } if voiced => self.onset(start, v + VAD_WINDOW as u64, now, min_speech),
+            State::Onset { last_voice, .. }
+                if now - last_voice > min_speech.max(VAD_WINDOW as u64) =>
+            {
+                State::Silence
+            }
             onset @ State::Onset { .. } => onset,
             State::Speech { start, .. } if voiced => self.speech(start, now),
             State::Speech { start, last_voice } => {
@@ -178,10 +216,16 @@ impl<S: VoiceScorer> Vad<S> {
 
     fn onset(&mut self, start: u64, voiced: u64, now: u64, min_speech: u64) -> State {
         if voiced >= min_speech {
-            self.events.push_back(VadEvent::SpeechStarted { start_ms: samples_to_ms(start) });
+            self.events.push_back(VadEvent::SpeechStarted {
+                start_ms: samples_to_ms(start),
+            });
             self.speech(start, now)
         } else {
-            State::Onset { start, voiced, last_voice: now }
+            State::Onset {
+                start,
+                voiced,
+                last_voice: now,
+            }
         }
     }
 
@@ -238,8 +282,13 @@ pub(crate) mod tests {
 
     impl VoiceScorer for LoudnessScorer {
         fn score(&mut self, window: &[i16]) -> f32 {
-            let mean = window.iter().map(|s| i64::from(*s).abs()).sum::<i64>() / window.len().max(1) as i64;
-            if mean > 1000 { 1.0 } else { 0.0 }
+            let mean = window.iter().map(|s| i64::from(*s).abs()).sum::<i64>()
+                / window.len().max(1) as i64;
+            if mean > 1000 {
+                1.0
+            } else {
+                0.0
+            }
         }
         fn reset(&mut self) {}
     }
@@ -255,7 +304,12 @@ pub(crate) mod tests {
     fn vad(min_speech: u32, end_silence: u32, max_utt: u32) -> Vad<LoudnessScorer> {
         Vad::new(
             LoudnessScorer,
-            VadConfig { threshold: 0.5, min_speech_ms: min_speech, end_silence_ms: end_silence, max_utterance_ms: max_utt },
+            VadConfig {
+                threshold: 0.5,
+                min_speech_ms: min_speech,
+                end_silence_ms: end_silence,
+                max_utterance_ms: max_utt,
+            },
         )
     }
 
@@ -271,14 +325,21 @@ pub(crate) mod tests {
         assert!(events(&mut v).is_empty());
         assert!(!v.in_speech());
         v.handle_audio(&loud(16)); // the 10th window reaches 160 ms
-        assert_eq!(events(&mut v), vec![VadEvent::SpeechStarted { start_ms: 512 }]);
+        assert_eq!(
+            events(&mut v),
+            vec![VadEvent::SpeechStarted { start_ms: 512 }]
+        );
         v.handle_audio(&loud(800));
         v.handle_audio(&quiet(480)); // 30 windows of silence: not yet
         assert!(events(&mut v).is_empty());
         v.handle_audio(&quiet(16));
         assert_eq!(
             events(&mut v),
-            vec![VadEvent::SpeechEnded { end_ms: 1472, speech_ms: 960, reason: EndReason::Silence }]
+            vec![VadEvent::SpeechEnded {
+                end_ms: 1472,
+                speech_ms: 960,
+                reason: EndReason::Silence
+            }]
         );
         assert!(!v.in_speech());
     }
@@ -299,13 +360,26 @@ pub(crate) mod tests {
         v.handle_audio(&loud(96));
         v.handle_audio(&quiet(48));
         v.handle_audio(&loud(96));
-        assert_eq!(events(&mut v), vec![VadEvent::SpeechStarted { start_ms: 0 }]);
+        assert_eq!(
+            events(&mut v),
+            vec![VadEvent::SpeechStarted { start_ms: 0 }]
+        );
         v.handle_audio(&quiet(320));
         v.handle_audio(&loud(320));
         v.handle_audio(&quiet(1000));
         let ev = events(&mut v);
         assert_eq!(ev.len(), 1, "{ev:?}");
-        assert!(matches!(ev[0], VadEvent::SpeechEnded { end_ms: 880, reason: EndReason::Silence, .. }), "{ev:?}");
+        assert!(
+            matches!(
+                ev[0],
+                VadEvent::SpeechEnded {
+                    end_ms: 880,
+                    reason: EndReason::Silence,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
     }
 
     #[test]
@@ -314,7 +388,14 @@ pub(crate) mod tests {
         v.handle_audio(&loud(2_400));
         let ev = events(&mut v);
         assert_eq!(ev[0], VadEvent::SpeechStarted { start_ms: 0 });
-        assert_eq!(ev[1], VadEvent::SpeechEnded { end_ms: 2000, speech_ms: 2000, reason: EndReason::MaxLength });
+        assert_eq!(
+            ev[1],
+            VadEvent::SpeechEnded {
+                end_ms: 2000,
+                speech_ms: 2000,
+                reason: EndReason::MaxLength
+            }
+        );
         // Still talking: a new utterance starts.
         assert_eq!(ev.get(2), Some(&VadEvent::SpeechStarted { start_ms: 2000 }));
     }
@@ -326,16 +407,78 @@ pub(crate) mod tests {
         for chunk in audio.chunks(100) {
             v.handle_audio(chunk);
         }
-        assert_eq!(events(&mut v), vec![VadEvent::SpeechStarted { start_ms: 0 }]);
+        assert_eq!(
+            events(&mut v),
+            vec![VadEvent::SpeechStarted { start_ms: 0 }]
+        );
         assert_eq!(v.position_ms(), 400);
+    }
+
+    /// Real speech from espeak-ng (as the gateway's own TTS tests use),
+    /// framed by silence: earshot must find one utterance inside it.
+    #[test]
+    fn earshot_finds_an_utterance_in_synthesised_speech() {
+        let out = std::process::Command::new("espeak-ng")
+            .args([
+                "--stdout",
+                "-v",
+                "en",
+                "Hello, I would like to check the balance of my account please.",
+            ])
+            .output()
+            .expect("espeak-ng runs (the gateway needs it too)");
+        assert!(out.status.success());
+        let mut bytes = out.stdout;
+        voxgate_gateway::audio::fix_streamed_sizes(&mut bytes);
+        let wav = voxgate_gateway::audio::decode_wav(&bytes).expect("wav");
+        let speech = voxgate_gateway::audio::resample_f32(&wav.samples, wav.sample_rate, VAD_RATE)
+            .expect("resample");
+        let speech_ms = (speech.len() as u64 * 1000) / u64::from(VAD_RATE);
+        let mut v = Vad::earshot(VadConfig::default());
+        v.handle_audio(&quiet(1_000));
+        v.handle_audio(&speech);
+        v.handle_audio(&quiet(1_500));
+        let ev: Vec<VadEvent> = std::iter::from_fn(|| v.poll_event()).collect();
+        let starts: Vec<u64> = ev
+            .iter()
+            .filter_map(|e| {
+                if let VadEvent::SpeechStarted { start_ms } = e {
+                    Some(*start_ms)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let ends: Vec<u64> = ev
+            .iter()
+            .filter_map(|e| {
+                if let VadEvent::SpeechEnded { end_ms, .. } = e {
+                    Some(*end_ms)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert!(!starts.is_empty() && starts.len() == ends.len(), "{ev:?}");
+        // Starts near the 1 s mark, ends near the end of the speech.
+        assert!((900..=1_400).contains(&starts[0]), "{ev:?}");
+        let last_end = ends[ends.len() - 1];
+        assert!(
+            last_end + 600 >= 1_000 + speech_ms && last_end <= 1_000 + speech_ms + 100,
+            "{ev:?} speech {speech_ms} ms"
+        );
+        assert!(!v.in_speech());
     }
 
     #[test]
     fn earshot_hears_no_voice_in_silence_or_a_pure_tone() {
         let mut v = Vad::earshot(VadConfig::default());
         v.handle_audio(&quiet(2_000));
-        let tone: Vec<i16> =
-            (0..32_000).map(|i| (6000.0 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin()) as i16).collect();
+        let tone: Vec<i16> = (0..32_000)
+            .map(|i| {
+                (6000.0 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin()) as i16
+            })
+            .collect();
         v.handle_audio(&tone);
         assert!(v.poll_event().is_none());
         assert_eq!(v.position_ms(), 4_000);
