@@ -41,8 +41,10 @@ build:
 run: deps build
 	$(VOXGATE_BIN) serve
 
+# One build of every target with one feature set: the binary the
+# end-to-end tests run and the test binaries share their dependencies.
 test: deps
-	$(CARGO) build --release --locked -p voxgate --bin voxgate
+	$(CARGO) build --release --locked --workspace --all-targets
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --release --locked --no-fail-fast; \
 	else \
