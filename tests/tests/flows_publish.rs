@@ -149,9 +149,16 @@ fn calls(gw: &Gateway, key: &str) -> Vec<Value> {
     body["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// The version and node path of a call, once its record is final: the
+/// gateway saves it right after the call ends, which may be a moment after
+/// the softphone has seen the BYE.
 fn nodes_of(gw: &Gateway, key: &str, id: &str) -> (u64, Vec<String>) {
-    let (status, body) = api_get(gw.http_addr(), key, &format!("/v1/tenants/acme/calls/{id}"));
-    assert_eq!(status, 200, "{body}");
+    let body = wait_until(Duration::from_secs(10), || {
+        let (status, body) = api_get(gw.http_addr(), key, &format!("/v1/tenants/acme/calls/{id}"));
+        assert_eq!(status, 200, "{body}");
+        (!body["ended_at"].is_null()).then_some(body)
+    })
+    .expect("the call record is completed");
     let nodes = body["timeline"]
         .as_array()
         .expect("timeline")

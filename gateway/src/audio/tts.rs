@@ -7,8 +7,8 @@
 //! spoken, not obeyed.
 //!
 //! Rendered prompts are kept in a small in-memory [`SpeechCache`], bounded
-//! in bytes. It is deliberately simple: issue 4 builds the full TTS cache
-//! (shared, persistent, for every provider), which will replace it.
+//! in bytes. It is deliberately simple: the stt-tts TTS cache (not built
+//! yet: shared, on disk, for every provider) is to replace it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
