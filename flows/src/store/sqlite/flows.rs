@@ -40,16 +40,27 @@ pub(super) async fn list_flows(
     Ok(paginate(items, limit, |f| f.flow_id.clone()))
 }
 
+/// The `flows` row of one tenant's flow: summary and draft in one.
+async fn flow_row(
+    pool: &SqlitePool,
+    tenant: &str,
+    flow_id: &str,
+) -> Result<Option<sqlx::sqlite::SqliteRow>, StoreError> {
+    Ok(
+        sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id = ?")
+            .bind(tenant)
+            .bind(flow_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
 pub(super) async fn get_flow(
     pool: &SqlitePool,
     tenant: &str,
     flow_id: &str,
 ) -> Result<Option<FlowSummary>, StoreError> {
-    let row = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id = ?")
-        .bind(tenant)
-        .bind(flow_id)
-        .fetch_optional(pool)
-        .await?;
+    let row = flow_row(pool, tenant, flow_id).await?;
     row.as_ref().map(flow_summary_row).transpose()
 }
 
@@ -58,11 +69,7 @@ pub(super) async fn get_draft(
     tenant: &str,
     flow_id: &str,
 ) -> Result<Option<Draft>, StoreError> {
-    let row = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? AND flow_id = ?")
-        .bind(tenant)
-        .bind(flow_id)
-        .fetch_optional(pool)
-        .await?;
+    let row = flow_row(pool, tenant, flow_id).await?;
     row.as_ref().map(draft_row).transpose()
 }
 
