@@ -10,6 +10,8 @@
 //! - [`budget`]: latency budgets as deadlines (soft → filler, hard →
 //!   fallback), provider errors and stalls, and the per-(tenant, provider)
 //!   circuit breaker.
+//! - [`tenant`]: the per-tenant NOC policy document, the live policy
+//!   book, and admission of new AI sessions (rate and concurrency).
 //! - [`outcome`]: a finished node's answer to the flow driver (outcome
 //!   edge and `ai.*` variables).
 //!
@@ -28,3 +30,4 @@ pub mod budget;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;
+pub mod tenant;
