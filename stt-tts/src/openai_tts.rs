@@ -347,11 +347,10 @@ async fn stream_speech(
             }
         }
     }
-    // A trailing odd byte is half a sample: dropped.
+    // A trailing odd byte is half a sample: dropped. After `finish` the
+    // rest is taken unframed, so the clip is not padded to a whole frame.
     resampler.finish()?;
-    while let Some(frame) = resampler.pop_frame() {
-        chunks.pending.extend_from_slice(&frame.samples);
-    }
+    chunks.pending.extend(resampler.drain_samples());
     while let Some(chunk) = chunks.take_full() {
         if !out.send(Ok(chunk)).await {
             return Ok(());
