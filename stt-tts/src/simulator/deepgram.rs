@@ -78,7 +78,7 @@ pub(crate) async fn serve_listen(stream: TcpStream, state: Arc<SimState>) {
         if !auth.is_some_and(|a| a.starts_with("Token ") && a.len() > 6) {
             return Err(refuse_with(401, "missing Authorization: Token"));
         }
-        if query_value(q, "encoding").is_some_and(|e| e != "linear16") {
+        if query_value(q.as_str(), "encoding").is_some_and(|e| e != "linear16") {
             return Err(refuse_with(400, "the simulator decodes only linear16"));
         }
         Ok(resp)
