@@ -254,7 +254,8 @@ impl Chunker {
             return None;
         }
         let rest = self.pending.split_off(self.per_chunk);
-        Some(self.emit(std::mem::replace(&mut self.pending, rest)))
+        let full = std::mem::replace(&mut self.pending, rest);
+        Some(self.emit(full))
     }
 
     fn take_rest(&mut self) -> Option<TtsChunk> {

@@ -390,7 +390,7 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry, Corrupt> {
     if pcm.len() as u64 != count.saturating_mul(2) {
         return Err(Corrupt::Length);
     }
-    if Sha256::digest(pcm).as_slice() != &bytes[20..HEADER_LEN] {
+    if Sha256::digest(pcm)[..] != bytes[20..HEADER_LEN] {
         return Err(Corrupt::Checksum);
     }
     let samples: Vec<i16> = pcm
