@@ -211,7 +211,10 @@ impl OpenAiTts {
     }
 
     async fn send(&self, request: &TtsRequest) -> Result<reqwest::Response, OpenAiTtsError> {
-        let mut post = self.http.post(self.endpoint.clone()).json(&self.body(request));
+        let mut post = self
+            .http
+            .post(self.endpoint.clone())
+            .json(&self.body(request));
         if let Some(key) = &self.key {
             post = post.bearer_auth(key.expose());
         }

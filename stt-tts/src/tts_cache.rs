@@ -289,7 +289,11 @@ impl<E: TtsEngine + 'static> CachedTts<E> {
     /// The path an entry for `request` is stored at (tests corrupt it).
     pub fn entry_path(&self, request: &TtsRequest) -> Option<PathBuf> {
         let key = TtsCacheKey::new(&self.shared.identity, request);
-        self.shared.config.dir.as_ref().map(|d| d.join(key.file_name()))
+        self.shared
+            .config
+            .dir
+            .as_ref()
+            .map(|d| d.join(key.file_name()))
     }
 
     /// Forgets the memory tier (the disk tier stays).
@@ -461,7 +465,10 @@ fn write_disk(shared: &Shared, dir: &Path, key: &TtsCacheKey, entry: &Entry) {
     }
     let c = &shared.counters;
     sub_saturating(&c.disk_bytes, replaced);
-    let total = c.disk_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed) + bytes.len() as u64;
+    let total = c
+        .disk_bytes
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed)
+        + bytes.len() as u64;
     if total > shared.config.disk_bytes {
         evict_disk(shared, dir, &path);
     }
@@ -581,9 +588,7 @@ async fn serve<E: TtsEngine + 'static>(
 
 impl<E: TtsEngine + 'static> TtsEngine for CachedTts<E> {
     fn synthesize(&self, request: TtsRequest) -> TtsStream {
-        if request.text.trim().is_empty()
-            || !(MIN_RATE..=MAX_RATE).contains(&request.sample_rate)
-        {
+        if request.text.trim().is_empty() || !(MIN_RATE..=MAX_RATE).contains(&request.sample_rate) {
             // Nothing worth caching; the engine gives its own answer.
             return self.inner.synthesize(request);
         }

@@ -176,7 +176,10 @@ async fn a_disconnect_mid_stream_is_an_error_event() {
         panic!("no error after the partial: {events:?}");
     };
     assert!(
-        matches!(err, EngineError::Deepgram(DeepgramError::ConnectionLost { .. })),
+        matches!(
+            err,
+            EngineError::Deepgram(DeepgramError::ConnectionLost { .. })
+        ),
         "{err:?}"
     );
     assert_eq!(err.blame(), Blame::Provider);

@@ -31,10 +31,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "voxgate-tts-cache-{name}-{}",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("voxgate-tts-cache-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("scratch");
         Self(p)
@@ -98,7 +96,10 @@ async fn espeak_round_trip_then_a_memory_hit_without_an_engine_call() {
     let seconds = audio.len() as f32 / 8_000.0;
     assert!((1.5..6.0).contains(&seconds), "{seconds} s of speech");
     let loud = audio.iter().filter(|s| s.unsigned_abs() > 1_000).count();
-    assert!(loud > audio.len() / 10, "mostly silence: {loud} loud samples");
+    assert!(
+        loud > audio.len() / 10,
+        "mostly silence: {loud} loud samples"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let s = cache.stats();
     assert_eq!((s.misses, s.stores, s.hits()), (1, 1, 0));
@@ -107,7 +108,11 @@ async fn espeak_round_trip_then_a_memory_hit_without_an_engine_call() {
     let second = collect(&mut cache.synthesize(request(PROMPT, 8_000))).await;
     assert_eq!(pcm(&second), audio);
     assert!(second.iter().enumerate().all(|(i, c)| c.seq == i as u32));
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "a hit must not call the engine");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a hit must not call the engine"
+    );
     assert_eq!(cache.stats().memory_hits, 1);
 
     // Another rate is another entry.
@@ -246,12 +251,7 @@ async fn bounds_evict_the_least_recently_used() {
     let s = cache.stats();
     assert_eq!((s.stores, s.memory_entries), (3, 2));
     assert!(s.memory_bytes <= 40_000 && s.disk_bytes <= 40_000, "{s:?}");
-    let exists = |t: &str| {
-        cache
-            .entry_path(&request(t, 8_000))
-            .expect("path")
-            .exists()
-    };
+    let exists = |t: &str| cache.entry_path(&request(t, 8_000)).expect("path").exists();
     assert!(!exists("one") && exists("three") && exists("seven"));
     // "three" is in memory still: a hit. "one" is gone: a miss.
     collect(&mut cache.synthesize(request("three", 8_000))).await;

@@ -212,11 +212,12 @@ impl DeepgramStt {
                     reason: format!("request: {e}"),
                 })?;
         if let Some(key) = &self.key {
-            let mut value = HeaderValue::from_str(&format!("Token {}", key.expose())).map_err(
-                |_| DeepgramError::Config {
-                    reason: "the API key is not a valid header value".into(),
-                },
-            )?;
+            let mut value =
+                HeaderValue::from_str(&format!("Token {}", key.expose())).map_err(|_| {
+                    DeepgramError::Config {
+                        reason: "the API key is not a valid header value".into(),
+                    }
+                })?;
             value.set_sensitive(true);
             request.headers_mut().insert("authorization", value);
         }
@@ -374,10 +375,7 @@ fn close_frame() -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
     }
 }
 
-async fn send_event(
-    io: &SttBackend,
-    event: Result<crate::stt::SttEvent, EngineError>,
-) -> bool {
+async fn send_event(io: &SttBackend, event: Result<crate::stt::SttEvent, EngineError>) -> bool {
     tokio::select! {
         biased;
         _ = io.cancel.cancelled() => false,
@@ -413,9 +411,10 @@ mod tests {
             ..DeepgramConfig::default()
         });
         assert!(matches!(bad, Err(DeepgramError::Config { .. })));
-        let parsed: DeepgramConfig =
-            serde_json::from_str(r#"{"url":"wss://dg.example/v1/listen","api_key":"k","model":"nova-3"}"#)
-                .expect("parse");
+        let parsed: DeepgramConfig = serde_json::from_str(
+            r#"{"url":"wss://dg.example/v1/listen","api_key":"k","model":"nova-3"}"#,
+        )
+        .expect("parse");
         assert_eq!(parsed.api_key, Some(ProviderKey::new("k")));
         assert_eq!(parsed.keep_alive_ms, 4_000);
     }

@@ -32,9 +32,14 @@ pub enum ServerInput<'a> {
     Text(&'a str),
     /// Deepgram never sends binary; its length is kept for the error.
     Binary(usize),
-    Close { code: Option<u16>, reason: &'a str },
+    Close {
+        code: Option<u16>,
+        reason: &'a str,
+    },
     /// The TCP connection or the websocket broke without a close frame.
-    Lost { reason: String },
+    Lost {
+        reason: String,
+    },
 }
 
 /// A frame for the driver to send.
@@ -123,9 +128,10 @@ impl SessionCore {
         match input {
             CallerInput::Audio(pcm) if pcm.is_empty() => {}
             CallerInput::Audio(pcm) => {
-                self.out.push_back(Output::Send(Frame::Audio(
-                    crate::protocol::pcm_to_bytes(&pcm),
-                )));
+                self.out
+                    .push_back(Output::Send(Frame::Audio(crate::protocol::pcm_to_bytes(
+                        &pcm,
+                    ))));
                 self.state = State::Streaming { last_sent: now };
             }
             CallerInput::End => {
@@ -173,7 +179,9 @@ impl SessionCore {
                     self.fail(DeepgramError::ProviderError { code, message })
                 }
                 Ok(
-                    ServerMessage::UtteranceEnd | ServerMessage::SpeechStarted | ServerMessage::Other,
+                    ServerMessage::UtteranceEnd
+                    | ServerMessage::SpeechStarted
+                    | ServerMessage::Other,
                 ) => {}
             },
             ServerInput::Binary(len) => self.fail(DeepgramError::Malformed {
@@ -222,12 +230,10 @@ impl SessionCore {
                     .push_back(Output::Send(Frame::Control(wire::KEEP_ALIVE)));
                 self.state = State::Streaming { last_sent: now };
             }
-            State::Closing { deadline } if now >= deadline => {
-                self.fail(DeepgramError::Timeout {
-                    what: "the server to close the stream after CloseStream",
-                    after: self.close_timeout,
-                })
-            }
+            State::Closing { deadline } if now >= deadline => self.fail(DeepgramError::Timeout {
+                what: "the server to close the stream after CloseStream",
+                after: self.close_timeout,
+            }),
             _ => {}
         }
     }
@@ -285,7 +291,9 @@ mod tests {
         assert!(matches!(&out[0], Output::Event(SttEvent::Partial(t)) if t.text == "pay my"));
         assert!(matches!(&out[1], Output::Send(Frame::Control(m)) if *m == wire::FINALIZE));
         assert!(matches!(&out[2], Output::Send(Frame::Control(m)) if *m == wire::CLOSE_STREAM));
-        assert!(matches!(&out[3], Output::Event(SttEvent::Final(t)) if t.text == "pay my bill" && t.end_ms == 2000));
+        assert!(
+            matches!(&out[3], Output::Event(SttEvent::Final(t)) if t.text == "pay my bill" && t.end_ms == 2000)
+        );
         assert!(matches!(&out[4], Output::Finished));
         assert_eq!(out.len(), 5);
         assert_eq!(c.request_id(), Some("abc"));
@@ -347,7 +355,9 @@ mod tests {
             },
         );
         let out = drain(&mut c);
-        assert!(matches!(out.as_slice(), [Output::Failed(e @ DeepgramError::ConnectionLost { .. })] if e.retryable()));
+        assert!(
+            matches!(out.as_slice(), [Output::Failed(e @ DeepgramError::ConnectionLost { .. })] if e.retryable())
+        );
 
         // A normal close before the caller ended is not a clean end.
         let mut c = core(t0);

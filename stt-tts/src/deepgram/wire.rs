@@ -88,11 +88,16 @@ pub struct Results {
 pub enum ServerMessage {
     Results(Results),
     /// The summary sent before a normal close.
-    Metadata { request_id: Option<String> },
+    Metadata {
+        request_id: Option<String>,
+    },
     UtteranceEnd,
     SpeechStarted,
     /// An error reported in a text frame before the socket closes.
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
     /// A message type this build does not know (ignored).
     Other,
 }

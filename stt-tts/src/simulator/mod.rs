@@ -163,7 +163,9 @@ impl axum::serve::Listener for ChannelListener {
 #[derive(Debug, PartialEq, Eq)]
 enum Head {
     /// A websocket upgrade of this request target.
-    WebSocket { target: String },
+    WebSocket {
+        target: String,
+    },
     Http,
 }
 
@@ -279,7 +281,8 @@ mod tests {
 
     #[test]
     fn heads_are_told_apart_by_path() {
-        let ws = "GET /v1/listen?encoding=linear16 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
+        let ws =
+            "GET /v1/listen?encoding=linear16 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
         let Head::WebSocket { target } = parse_head(ws) else {
             panic!("not a websocket");
         };

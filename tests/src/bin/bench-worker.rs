@@ -75,7 +75,8 @@ fn cpu_time() -> anyhow::Result<Duration> {
     // Fields after the command name, which is in parentheses.
     let rest = stat.rsplit_once(')').context("stat format")?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
+    let ticks: u64 =
+        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
     Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
 }
 
@@ -93,8 +94,11 @@ fn clock_ticks() -> u64 {
 async fn session(url: Url, frames: usize) -> anyhow::Result<()> {
     let token = WorkerToken::new(TOKEN);
     let mut conn = connect(&url, &token, Duration::from_secs(5)).await?;
-    conn.start(SessionConfig::Stt(SttConfig::default()), Duration::from_secs(5))
-        .await?;
+    conn.start(
+        SessionConfig::Stt(SttConfig::default()),
+        Duration::from_secs(5),
+    )
+    .await?;
     let pcm: Vec<i16> = (0..FRAME).map(|i| (i as i16) * 37).collect();
     for _ in 0..frames {
         conn.send_audio(&pcm).await?;
