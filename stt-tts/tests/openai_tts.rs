@@ -81,6 +81,10 @@ async fn streams_chunks_resampled_to_the_requested_rate() {
         chunks.push(item.expect("chunk"));
     }
     assert_eq!(sim.speech_requests(), 1);
+    assert_eq!(
+        sim.last_speech_auth().as_deref(),
+        Some("Bearer sk-test-secret")
+    );
     // 11 characters x 50 ms = 550 ms of 24 kHz tone, 4400 samples at 8 kHz.
     let samples: Vec<i16> = chunks.iter().flat_map(|c| c.samples.clone()).collect();
     assert_eq!(samples.len(), 4_400);

@@ -40,6 +40,8 @@ pub(crate) struct SimState {
     /// The `Authorization` header and query of the last `/v1/listen`
     /// upgrade, for tests that check what an adapter sends.
     pub listen_request: Mutex<Option<(Option<String>, String)>>,
+    /// The `Authorization` header of the last `/v1/audio/speech` request.
+    pub speech_auth: Mutex<Option<String>>,
 }
 
 impl SimState {
@@ -49,6 +51,7 @@ impl SimState {
             script,
             counts: Default::default(),
             listen_request: Mutex::new(None),
+            speech_auth: Mutex::new(None),
         })
     }
 

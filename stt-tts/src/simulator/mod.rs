@@ -90,6 +90,15 @@ impl SimulatorHandle {
         self.state.count(StageId::Speech)
     }
 
+    /// The `Authorization` header of the last `/v1/audio/speech` request.
+    pub fn last_speech_auth(&self) -> Option<String> {
+        self.state
+            .speech_auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// `/v1/listen` upgrades so far (refused ones included).
     pub fn deepgram_sessions(&self) -> u32 {
         self.state.count(StageId::Deepgram)
