@@ -4,10 +4,11 @@
 //! (it only counts samples) listens on 127.0.0.1; clients stream 20 ms
 //! frames of 16 kHz PCM (640 bytes) over real websockets as fast as they
 //! can, end the stream and wait for the final. Both ends run in this
-//! process, so the process CPU time (from /proc/self/stat) covers the
-//! client and the worker side of every frame: the reported cost per frame
-//! is the protocol's round cost on one machine, and frames per second per
-//! core is its inverse. Prints one JSON document and writes it to `--out`.
+//! process, so the process CPU time (from /proc/self/task/*/schedstat)
+//! covers the client and the worker side of every frame: the reported cost
+//! per frame is the protocol's whole cost on one machine (encode, send,
+//! receive, decode, hand to the engine), and frames per second per core is
+//! its inverse. Prints one JSON document and writes it to `--out`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,8 +70,24 @@ impl SttEngine for CountingStt {
     }
 }
 
-/// Process CPU time (user + system).
+/// Process CPU time: the sum of every thread's time on CPU from
+/// `/proc/self/task/*/schedstat` (nanoseconds; the tokio workers live for
+/// the whole run), else utime + stime from `/proc/self/stat` (10 ms ticks).
 fn cpu_time() -> anyhow::Result<Duration> {
+    let mut ns = 0u64;
+    let mut threads = 0;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let path = task?.path().join("schedstat");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Some(Ok(n)) = text.split_whitespace().next().map(str::parse::<u64>) {
+                ns += n;
+                threads += 1;
+            }
+        }
+    }
+    if threads > 0 {
+        return Ok(Duration::from_nanos(ns));
+    }
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     // Fields after the command name, which is in parentheses.
     let rest = stat.rsplit_once(')').context("stat format")?.1;
@@ -90,8 +107,9 @@ fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-/// One client session: `frames` frames, then the final.
-async fn session(url: Url, frames: usize) -> anyhow::Result<()> {
+/// One client session: `frames` frames (one per `pace` when paced, else
+/// as fast as the socket takes them), then the final.
+async fn session(url: Url, frames: usize, pace: Option<Duration>) -> anyhow::Result<()> {
     let token = WorkerToken::new(TOKEN);
     let mut conn = connect(&url, &token, Duration::from_secs(5)).await?;
     conn.start(
@@ -100,7 +118,11 @@ async fn session(url: Url, frames: usize) -> anyhow::Result<()> {
     )
     .await?;
     let pcm: Vec<i16> = (0..FRAME).map(|i| (i as i16) * 37).collect();
+    let mut ticker = pace.map(tokio::time::interval);
     for _ in 0..frames {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
         conn.send_audio(&pcm).await?;
     }
     conn.send(&voxgate_stt_tts::protocol::ClientMessage::End)
@@ -124,12 +146,17 @@ async fn session(url: Url, frames: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(url: &Url, sessions: usize, frames: usize) -> anyhow::Result<Value> {
+async fn run(
+    url: &Url,
+    sessions: usize,
+    frames: usize,
+    pace: Option<Duration>,
+) -> anyhow::Result<Value> {
     let cpu0 = cpu_time()?;
     let t0 = voxgate_tests::now();
     let mut tasks = Vec::new();
     for _ in 0..sessions {
-        tasks.push(tokio::spawn(session(url.clone(), frames)));
+        tasks.push(tokio::spawn(session(url.clone(), frames, pace)));
     }
     for t in tasks {
         t.await??;
@@ -139,6 +166,7 @@ async fn run(url: &Url, sessions: usize, frames: usize) -> anyhow::Result<Value>
     let total = (sessions * frames) as f64;
     let per_core = if cpu > 0.0 { total / cpu } else { f64::NAN };
     Ok(json!({
+        "mode": if pace.is_some() { "paced, one frame per 20 ms per session (real time)" } else { "flood, as fast as the socket takes frames" },
         "sessions": sessions,
         "frames_per_session": frames,
         "frames": total as u64,
@@ -153,8 +181,10 @@ async fn run(url: &Url, sessions: usize, frames: usize) -> anyhow::Result<Value>
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let mut frames = 5_000usize;
+    let mut frames = 50_000usize;
     let mut session_counts = vec![1usize, 16];
+    let mut paced_sessions = 200usize;
+    let mut paced_seconds = 5usize;
     let mut out: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -167,6 +197,12 @@ async fn main() -> anyhow::Result<()> {
                     .split(',')
                     .map(|s| s.trim().parse())
                     .collect::<Result<_, _>>()?
+            }
+            "--paced-sessions" => {
+                paced_sessions = args.next().context("--paced-sessions N")?.parse()?
+            }
+            "--paced-seconds" => {
+                paced_seconds = args.next().context("--paced-seconds N")?.parse()?
             }
             "--out" => out = Some(args.next().context("--out FILE")?.into()),
             other => anyhow::bail!("unknown argument {other}"),
@@ -188,10 +224,14 @@ async fn main() -> anyhow::Result<()> {
     ));
     let url = Url::parse(&format!("ws://{addr}/"))?;
     // Warm-up, untimed.
-    session(url.clone(), 200).await?;
+    session(url.clone(), 200, None).await?;
     let mut runs = Vec::new();
     for &n in &session_counts {
-        runs.push(run(&url, n, frames).await?);
+        runs.push(run(&url, n, frames, None).await?);
+    }
+    if paced_sessions > 0 && paced_seconds > 0 {
+        let pace = Some(Duration::from_millis(20));
+        runs.push(run(&url, paced_sessions, paced_seconds * 50, pace).await?);
     }
     stop.cancel();
     let _ = server.await;
@@ -202,7 +242,7 @@ async fn main() -> anyhow::Result<()> {
         "frame_bytes": FRAME * 2,
         "runs": runs,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "clock_ticks_per_s": clock_ticks(),
+        "cpu_clock": "sum of /proc/self/task/*/schedstat (client and worker threads)",
     });
     let text = serde_json::to_string_pretty(&doc)?;
     println!("{text}");
