@@ -226,3 +226,67 @@ async fn a_stalled_provider_misses_the_close_deadline() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_start_past_the_connect_timeout_is_a_timeout() {
+    let (addr, _sim, _stop) =
+        start(script(r#""faults": {"slow_start_ms": 600, "times": 1}"#)).await;
+    let stt = DeepgramStt::new(DeepgramConfig {
+        url: format!("ws://{addr}/v1/listen"),
+        api_key: Some(ProviderKey::new(KEY)),
+        api_key_env: None,
+        connect_timeout_ms: 200,
+        ..DeepgramConfig::default()
+    })
+    .expect("engine");
+    let err = stt.open(SttConfig::default()).await.expect_err("too slow");
+    assert!(
+        matches!(err, EngineError::Deepgram(DeepgramError::Timeout { .. })),
+        "{err:?}"
+    );
+    assert!(err.retryable());
+}
+
+#[tokio::test]
+async fn wss_goes_through_tls() {
+    // A plain TCP server: the TLS handshake must be attempted and fail,
+    // rather than the URL being refused for want of TLS support.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let stt = DeepgramStt::new(DeepgramConfig {
+        url: format!("wss://{addr}/v1/listen"),
+        api_key: Some(ProviderKey::new(KEY)),
+        api_key_env: None,
+        connect_timeout_ms: 2_000,
+        ..DeepgramConfig::default()
+    })
+    .expect("engine");
+    let err = stt.open(SttConfig::default()).await.expect_err("not TLS");
+    let EngineError::Deepgram(DeepgramError::Connect { source }) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        !matches!(
+            source,
+            tokio_tungstenite::tungstenite::Error::Url(
+                tokio_tungstenite::tungstenite::error::UrlError::TlsFeatureNotEnabled
+            )
+        ),
+        "{source:?}"
+    );
+    // rustls read the plain HTTP answer as a corrupt TLS record.
+    assert!(
+        matches!(
+            source,
+            tokio_tungstenite::tungstenite::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData
+        ),
+        "{source:?}"
+    );
+    assert!(err.retryable());
+}
