@@ -259,3 +259,56 @@ async fn bounds_evict_the_least_recently_used() {
     let s = cache.stats();
     assert_eq!((s.memory_hits, s.misses), (1, 4));
 }
+
+/// Speaks one chunk, then fails.
+struct Breaks;
+
+impl TtsEngine for Breaks {
+    fn synthesize(&self, request: TtsRequest) -> TtsStream {
+        let (stream, backend) = TtsStream::channel(request.sample_rate);
+        tokio::spawn(async move {
+            let ok = backend
+                .send(Ok(TtsChunk {
+                    seq: 0,
+                    samples: vec![100; 800],
+                    sample_rate: request.sample_rate,
+                }))
+                .await;
+            if ok {
+                backend
+                    .send(Err(voxgate_stt_tts::EngineError::ConnectionLost {
+                        reason: "provider went away".into(),
+                    }))
+                    .await;
+            }
+        });
+        stream
+    }
+}
+
+#[tokio::test]
+async fn a_failed_synthesis_is_passed_on_and_not_cached() {
+    let scratch = Scratch::new("failed");
+    let cache = CachedTts::new(
+        Breaks,
+        CacheIdentity::new("breaks", ""),
+        TtsCacheConfig::in_data_dir(&scratch.0),
+    )
+    .expect("cache");
+    for _ in 0..2 {
+        let mut stream = cache.synthesize(request("hello", 8_000));
+        let first = stream.next_chunk().await.expect("chunk").expect("ok");
+        assert_eq!(first.samples.len(), 800);
+        assert!(matches!(
+            stream.next_chunk().await,
+            Some(Err(voxgate_stt_tts::EngineError::ConnectionLost { .. }))
+        ));
+        assert!(stream.next_chunk().await.is_none());
+    }
+    let s = cache.stats();
+    assert_eq!((s.misses, s.stores, s.hits()), (2, 0, 0));
+    assert!(!cache
+        .entry_path(&request("hello", 8_000))
+        .expect("path")
+        .exists());
+}
