@@ -69,6 +69,14 @@ pub enum EngineError {
     Resample(#[from] voxgate_gateway::audio::ResampleError),
     #[error("LLM call failed: {0}")]
     Llm(#[from] crate::llm::LlmError),
+    /// A Deepgram-compatible STT provider failed (`From` maps its 429 to
+    /// [`EngineError::RateLimited`]).
+    #[error("Deepgram STT: {0}")]
+    Deepgram(crate::deepgram::DeepgramError),
+    /// An OpenAI-compatible TTS provider failed (`From` maps its 429 to
+    /// [`EngineError::RateLimited`]).
+    #[error("OpenAI TTS: {0}")]
+    OpenAiTts(crate::openai_tts::OpenAiTtsError),
 }
 
 impl EngineError {
@@ -86,6 +94,8 @@ impl EngineError {
                 _ => Blame::Provider,
             },
             Self::Llm(e) => e.blame(),
+            Self::Deepgram(e) => e.blame(),
+            Self::OpenAiTts(e) => e.blame(),
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -107,6 +117,8 @@ impl EngineError {
                     | voxgate_gateway::audio::TtsError::Failed { .. }
             ),
             Self::Llm(e) => e.retryable(),
+            Self::Deepgram(e) => e.retryable(),
+            Self::OpenAiTts(e) => e.retryable(),
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -123,6 +135,8 @@ impl EngineError {
             Self::Cancelled => ErrorCode::Cancelled,
             Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
             Self::Unsupported { .. } => ErrorCode::UnsupportedKind,
+            Self::Deepgram(crate::deepgram::DeepgramError::Malformed { .. }) => ErrorCode::BadFrame,
+            Self::Deepgram(_) | Self::OpenAiTts(_) => ErrorCode::EngineFailed,
             Self::ConnectionLost { .. } | Self::Synthesis(_) | Self::Resample(_) | Self::Llm(_) => {
                 ErrorCode::EngineFailed
             }

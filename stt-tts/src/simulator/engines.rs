@@ -28,6 +28,7 @@ pub(crate) enum StageId {
     Nlu = 2,
     Llm = 3,
     Speech = 4,
+    Deepgram = 5,
 }
 
 /// The script plus the simulator's mutable bits: the seeded generator and
@@ -35,7 +36,12 @@ pub(crate) enum StageId {
 pub(crate) struct SimState {
     pub script: Script,
     rng: Mutex<StdRng>,
-    counts: [AtomicU32; 5],
+    counts: [AtomicU32; 6],
+    /// The `Authorization` header and query of the last `/v1/listen`
+    /// upgrade, for tests that check what an adapter sends.
+    pub listen_request: Mutex<Option<(Option<String>, String)>>,
+    /// The `Authorization` header of the last `/v1/audio/speech` request.
+    pub speech_auth: Mutex<Option<String>>,
 }
 
 impl SimState {
@@ -44,6 +50,8 @@ impl SimState {
             rng: Mutex::new(StdRng::seed_from_u64(script.seed)),
             script,
             counts: Default::default(),
+            listen_request: Mutex::new(None),
+            speech_auth: Mutex::new(None),
         })
     }
 
@@ -55,6 +63,7 @@ impl SimState {
             StageId::Nlu => &s.nlu,
             StageId::Llm => &s.llm,
             StageId::Speech => &s.speech,
+            StageId::Deepgram => &s.deepgram,
         }
     }
 
@@ -97,9 +106,9 @@ impl SimState {
 /// The fault plan of worker protocol sessions, from the script.
 pub(crate) struct ScriptFaults(pub Arc<SimState>);
 
-struct StageFaults {
-    faults: Option<Faults>,
-    garbage_sent: bool,
+pub(crate) struct StageFaults {
+    pub faults: Option<Faults>,
+    pub garbage_sent: bool,
 }
 
 impl SessionFaults for StageFaults {
@@ -147,7 +156,7 @@ impl FaultSource for ScriptFaults {
 /// STT that answers the scripted transcript of the audio's fingerprint.
 pub(crate) struct ScriptedStt(pub Arc<SimState>);
 
-fn timed_words(text: &str, duration_ms: u64, confidence: f32) -> Vec<Word> {
+pub(crate) fn timed_words(text: &str, duration_ms: u64, confidence: f32) -> Vec<Word> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let n = words.len().max(1) as u64;
     words

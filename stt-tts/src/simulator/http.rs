@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -213,7 +213,11 @@ async fn stream_chat(
     let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
 }
 
-async fn speech(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+async fn speech(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    *state.speech_auth.lock().unwrap_or_else(|p| p.into_inner()) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let faults = state.faults_for_next(StageId::Speech);
     if let Some(resp) = start_faults(&faults).await {
         return resp;

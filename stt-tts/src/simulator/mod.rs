@@ -4,11 +4,13 @@
 //! so the gateway's timeouts, retries and failover can be tested without
 //! a vendor account or a GPU.
 //!
-//! One port speaks both protocols: a websocket upgrade is served as the
-//! voxgate worker protocol (STT by audio fingerprint, TTS as a tone or
-//! espeak-ng, NLU by utterance), anything else goes to the
+//! One port speaks every protocol: a websocket upgrade to `/v1/listen` is
+//! a Deepgram-compatible live transcription ([`deepgram`]); any other
+//! upgrade is the voxgate worker protocol (STT by audio fingerprint, TTS
+//! as a tone or espeak-ng, NLU by utterance); anything else goes to the
 //! OpenAI-compatible HTTP API ([`http`]).
 
+pub mod deepgram;
 pub mod engines;
 pub mod http;
 pub mod script;
@@ -82,6 +84,35 @@ impl SimulatorHandle {
     pub fn stt_sessions(&self) -> u32 {
         self.state.count(StageId::Stt)
     }
+
+    /// Requests to `POST /v1/audio/speech` so far.
+    pub fn speech_requests(&self) -> u32 {
+        self.state.count(StageId::Speech)
+    }
+
+    /// The `Authorization` header of the last `/v1/audio/speech` request.
+    pub fn last_speech_auth(&self) -> Option<String> {
+        self.state
+            .speech_auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// `/v1/listen` upgrades so far (refused ones included).
+    pub fn deepgram_sessions(&self) -> u32 {
+        self.state.count(StageId::Deepgram)
+    }
+
+    /// The `Authorization` header (if any) and the query string of the last
+    /// `/v1/listen` upgrade.
+    pub fn last_listen_request(&self) -> Option<(Option<String>, String)> {
+        self.state
+            .listen_request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Starts the simulator on `listener` in the background; it stops when
@@ -137,9 +168,39 @@ impl axum::serve::Listener for ChannelListener {
     }
 }
 
-/// Whether the request head on `stream` asks for a websocket upgrade.
-/// Peeks only: the bytes stay for whoever serves the connection.
-async fn is_websocket(stream: &TcpStream) -> Option<bool> {
+/// What a connection's request head asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// A websocket upgrade of this request target.
+    WebSocket {
+        target: String,
+    },
+    Http,
+}
+
+fn parse_head(head: &str) -> Head {
+    if !head.to_ascii_lowercase().contains("upgrade: websocket") {
+        return Head::Http;
+    }
+    let target = head
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .unwrap_or("/")
+        .to_owned();
+    Head::WebSocket { target }
+}
+
+/// Whether `target` is the Deepgram endpoint (its path, not a prefix of a
+/// longer segment).
+fn is_listen(target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or_default();
+    path == deepgram::LISTEN_PATH || path == format!("{}/", deepgram::LISTEN_PATH)
+}
+
+/// Reads the request head on `stream`. Peeks only: the bytes stay for
+/// whoever serves the connection.
+async fn read_head(stream: &TcpStream) -> Option<Head> {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut seen = 0;
     let look = async {
@@ -148,9 +209,9 @@ async fn is_websocket(stream: &TcpStream) -> Option<bool> {
             if n == 0 {
                 return None;
             }
-            let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&buf[..n]);
             if head.contains("\r\n\r\n") || n == MAX_HEAD {
-                return Some(head.contains("upgrade: websocket"));
+                return Some(parse_head(&head));
             }
             if n == seen {
                 // Nothing new yet; peek returns at once on old bytes.
@@ -192,17 +253,24 @@ async fn serve(
             r = listener.accept() => r.map_err(SimError::Accept)?,
         };
         let shared = shared.clone();
+        let listen_state = state.clone();
         let http_tx = http_tx.clone();
         let stop = shutdown.child_token();
         tokio::spawn(async move {
-            match is_websocket(&stream).await {
-                Some(true) => {
+            match read_head(&stream).await {
+                Some(Head::WebSocket { target }) if is_listen(&target) => {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = deepgram::serve_listen(stream, listen_state) => {}
+                    }
+                }
+                Some(Head::WebSocket { .. }) => {
                     tokio::select! {
                         _ = stop.cancelled() => {}
                         _ = serve_connection(stream, shared) => {}
                     }
                 }
-                Some(false) => {
+                Some(Head::Http) => {
                     let _ = http_tx.send((stream, peer)).await;
                 }
                 None => {}
@@ -213,5 +281,26 @@ async fn serve(
     match http.await {
         Ok(r) => r.map_err(SimError::Http),
         Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_told_apart_by_path() {
+        let ws =
+            "GET /v1/listen?encoding=linear16 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
+        let Head::WebSocket { target } = parse_head(ws) else {
+            panic!("not a websocket");
+        };
+        assert!(is_listen(&target));
+        assert!(!is_listen("/v1/listener"));
+        assert!(!is_listen("/"));
+        assert_eq!(
+            parse_head("POST /v1/audio/speech HTTP/1.1\r\n\r\n"),
+            Head::Http
+        );
     }
 }

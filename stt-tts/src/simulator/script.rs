@@ -109,6 +109,10 @@ pub struct Stages {
     /// HTTP `POST /v1/audio/speech`.
     #[serde(default)]
     pub speech: Stage,
+    /// The Deepgram-compatible websocket `/v1/listen` (results count as
+    /// chunks; `http_status` refuses the upgrade).
+    #[serde(default)]
+    pub deepgram: Stage,
 }
 
 /// One scripted transcript, keyed by the fingerprint of its audio.
@@ -328,6 +332,7 @@ impl Script {
             &stages.nlu,
             &stages.llm,
             &stages.speech,
+            &stages.deepgram,
         ] {
             for d in [stage.first, stage.per_chunk] {
                 if let Delay::UniformMs([min_ms, max_ms]) = d {
