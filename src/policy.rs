@@ -64,9 +64,7 @@ pub async fn run(cmd: PolicyCommand) -> i32 {
             )
         }
         PolicyCommand::Audit { tenant, api } => finish(client(&api).policy_audit(&tenant).await),
-        PolicyCommand::Health { tenant, api } => {
-            finish(client(&api).tenant_health(&tenant).await)
-        }
+        PolicyCommand::Health { tenant, api } => finish(client(&api).tenant_health(&tenant).await),
     }
 }
 

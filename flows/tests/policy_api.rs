@@ -133,7 +133,13 @@ impl Harness {
         self.send(Method::GET, uri, key, None, &[]).await
     }
 
-    async fn put_policy(&self, tenant: &str, key: &str, doc: Value, if_match: Option<&str>) -> Reply {
+    async fn put_policy(
+        &self,
+        tenant: &str,
+        key: &str,
+        doc: Value,
+        if_match: Option<&str>,
+    ) -> Reply {
         let extra: Vec<(&str, &str)> = if_match.map(|e| ("if-match", e)).into_iter().collect();
         self.send(
             Method::PUT,
@@ -187,7 +193,10 @@ async fn a_tenant_without_a_policy_reads_the_defaults() {
     assert_eq!(r.etag(), "\"default\"");
     assert_eq!(r.body["source"], "default");
     assert_eq!(r.body["version"], 0);
-    assert_eq!(r.body["policy"], serde_json::to_value(h.runtime.default_policy()).expect("json"));
+    assert_eq!(
+        r.body["policy"],
+        serde_json::to_value(h.runtime.default_policy()).expect("json")
+    );
     assert_eq!(r.body["policy"]["limits"]["max_concurrent"], 1000);
     assert_eq!(r.body["policy"]["budgets"]["fallback"], "dtmf");
     // A tenant that does not exist is 404 for operators too.
@@ -204,13 +213,19 @@ async fn a_valid_put_is_stored_audited_and_in_force_at_once() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["source"], "stored");
     assert_eq!(r.body["version"], 1);
-    let actor = r.body["updated_by"].as_str().expect("updated_by").to_string();
+    let actor = r.body["updated_by"]
+        .as_str()
+        .expect("updated_by")
+        .to_string();
     assert!(actor.starts_with("noc-key ["), "{actor}");
     // Stored normalized: absent fields have their defaults.
     assert_eq!(r.body["policy"]["limits"]["max_concurrent"], 3);
     assert_eq!(r.body["policy"]["budgets"]["turn"]["hard_ms"], 5000);
     let etag = r.etag();
-    assert_eq!(etag, format!("\"{}\"", r.body["etag"].as_str().expect("etag")));
+    assert_eq!(
+        etag,
+        format!("\"{}\"", r.body["etag"].as_str().expect("etag"))
+    );
 
     // The next turn reads it: the live book has it, no restart.
     assert_eq!(h.runtime.policies.get("acme").limits.max_concurrent, 3);
@@ -291,7 +306,12 @@ async fn an_invalid_policy_is_422_with_every_problem_and_its_path() {
         .as_array()
         .expect("errors")
         .iter()
-        .map(|e| (e["path"].as_str().unwrap_or(""), e["code"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap_or(""),
+                e["code"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         errors,
@@ -335,7 +355,12 @@ async fn unknown_fields_are_errors_wherever_they_are() {
         .as_array()
         .expect("errors")
         .iter()
-        .map(|e| (e["path"].as_str().unwrap_or(""), e["code"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap_or(""),
+                e["code"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         errors,
@@ -372,7 +397,9 @@ async fn noc_and_admin_write_tenant_roles_only_read_their_own() {
     }
     assert_eq!(h.runtime.policies.get("acme").limits.max_concurrent, 1000);
     assert_eq!(
-        h.put_policy("acme", &noc, tight_limits(), None).await.status,
+        h.put_policy("acme", &noc, tight_limits(), None)
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(
@@ -383,7 +410,9 @@ async fn noc_and_admin_write_tenant_roles_only_read_their_own() {
     );
     // Another tenant's key: 404 whatever it asks, before any role check.
     for path in ["policy", "policy/audit", "health"] {
-        let r = h.get(&format!("/v1/tenants/acme/{path}"), &globex_editor).await;
+        let r = h
+            .get(&format!("/v1/tenants/acme/{path}"), &globex_editor)
+            .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
     }
     let r = h
@@ -392,7 +421,9 @@ async fn noc_and_admin_write_tenant_roles_only_read_their_own() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // An operator key naming a tenant that does not exist: 404 too.
     assert_eq!(
-        h.put_policy("ghost", &noc, tight_limits(), None).await.status,
+        h.put_policy("ghost", &noc, tight_limits(), None)
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
 }
@@ -410,7 +441,12 @@ async fn a_stale_etag_is_412_and_changes_nothing() {
     let again = h
         .put_policy("acme", &noc, json!({}), Some("\"default\""))
         .await;
-    assert_eq!(again.status, StatusCode::PRECONDITION_FAILED, "{:?}", again.body);
+    assert_eq!(
+        again.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{:?}",
+        again.body
+    );
     assert_eq!(again.body["type"], "urn:voxgate:problem:etag-mismatch");
     assert_eq!(again.body["title"], "Someone else changed this policy");
     // The 412 carries the current ETag.
@@ -477,11 +513,17 @@ async fn health_shows_an_open_breaker_after_failures() {
     // What the runner does on three NLU stalls, and on one admitted call.
     let now = voxgate_gateway::clock::now();
     for _ in 0..3 {
-        h.runtime.breakers.handle_failure(now, "acme", Provider::Nlu);
+        h.runtime
+            .breakers
+            .handle_failure(now, "acme", Provider::Nlu);
         h.runtime.record_fallback("acme", "nlu_stall");
     }
     let limits = h.runtime.policies.get("acme").limits.clone();
-    let _session = h.runtime.admission.try_admit("acme", &limits).expect("admit");
+    let _session = h
+        .runtime
+        .admission
+        .try_admit("acme", &limits)
+        .expect("admit");
 
     let r = h.get("/v1/tenants/acme/health", &viewer).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -545,7 +587,9 @@ async fn the_openapi_document_has_the_noc_endpoints() {
         assert!(paths.contains_key(p), "{p} missing");
     }
     assert!(paths["/v1/tenants/{tenant}/policy"]["put"].is_object());
-    let schemas = doc.body["components"]["schemas"].as_object().expect("schemas");
+    let schemas = doc.body["components"]["schemas"]
+        .as_object()
+        .expect("schemas");
     for s in ["PolicyView", "AiHealth", "BreakerHealth", "PolicyChange"] {
         assert!(schemas.contains_key(s), "{s} missing");
     }

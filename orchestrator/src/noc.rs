@@ -55,7 +55,12 @@ struct TenantCounts {
 }
 
 impl OutcomeCounts {
-    fn bump(&self, tenant: &str, code: &str, pick: fn(&mut TenantCounts) -> &mut BTreeMap<String, u64>) {
+    fn bump(
+        &self,
+        tenant: &str,
+        code: &str,
+        pick: fn(&mut TenantCounts) -> &mut BTreeMap<String, u64>,
+    ) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         let counts = tenants.entry(tenant.to_string()).or_default();
         *pick(counts).entry(code.to_string()).or_default() += 1;
@@ -234,7 +239,10 @@ impl Collector for BreakerGauge {
             MetricType::Gauge,
         )?;
         for b in &snapshot {
-            let labels = [("tenant", b.tenant.as_str()), ("provider", b.provider.name())];
+            let labels = [
+                ("tenant", b.tenant.as_str()),
+                ("provider", b.provider.name()),
+            ];
             let family = metric.encode_family(&labels)?;
             ConstGauge::new(b.status.gauge()).encode(family)?;
         }

@@ -102,7 +102,10 @@ fn a_policy_set_through_the_cli_is_stored_audited_and_in_force() {
             .clone()
     };
     let c = change("/limits/max_concurrent");
-    assert_eq!((c["from"].clone(), c["to"].clone()), (1000.into(), 4.into()));
+    assert_eq!(
+        (c["from"].clone(), c["to"].clone()),
+        (1000.into(), 4.into())
+    );
     let c = change("/budgets/fallback");
     assert_eq!(
         (c["from"].clone(), c["to"].clone()),
@@ -149,5 +152,8 @@ fn a_policy_set_through_the_cli_is_stored_audited_and_in_force() {
     // The breaker gauge is served for Prometheus.
     let (status, text) = gw.get("/metrics/ai").expect("metrics");
     assert_eq!(status, 200);
-    assert!(text.contains("# TYPE voxgate_ai_breaker_state gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE voxgate_ai_breaker_state gauge"),
+        "{text}"
+    );
 }

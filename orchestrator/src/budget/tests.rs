@@ -394,12 +394,7 @@ fn a_snapshot_shows_closed_open_and_half_open_without_changing_them() {
         [
             // The failure at t0 left the 1 s window at t0 + 1000.
             (Provider::Stt, BreakerStatus::Closed { failures: 0 }),
-            (
-                Provider::Tts,
-                BreakerStatus::Open {
-                    retry_in_ms: 4_010
-                }
-            ),
+            (Provider::Tts, BreakerStatus::Open { retry_in_ms: 4_010 }),
         ]
     );
     assert_eq!(snap[1].status.gauge(), 2);
@@ -420,10 +415,7 @@ fn a_snapshot_shows_closed_open_and_half_open_without_changing_them() {
         }
     );
     reg.handle_success(at(t0, 5_100), "acme", Provider::Tts);
-    assert_eq!(
-        reg.status(at(t0, 5_100), "acme", Provider::Tts).gauge(),
-        0
-    );
+    assert_eq!(reg.status(at(t0, 5_100), "acme", Provider::Tts).gauge(), 0);
     // Never seen: closed.
     assert_eq!(
         reg.status(t0, "other", Provider::Nlu),

@@ -44,10 +44,7 @@ fn a_policy_put_through_the_hook_is_what_the_next_turn_reads() {
     assert_eq!(p.providers.stt, ["deepgram", "local"]);
     // The tenant's breakers run with its settings; others keep the default.
     assert_eq!(rt.breakers.tenant_config("acme").failures, 2);
-    assert_eq!(
-        rt.breakers.tenant_config("other"),
-        BreakerConfig::default()
-    );
+    assert_eq!(rt.breakers.tenant_config("other"), BreakerConfig::default());
     assert_eq!(rt.policies.get("other").limits, AiLimits::default());
 }
 
@@ -82,7 +79,10 @@ fn a_wrong_type_names_its_path() {
     let issues = rt
         .validate(&json!({"budgets": {"stt_final": {"hard_ms": "fast"}}}))
         .expect_err("type");
-    assert_eq!(paths(&issues), [("/budgets/stt_final/hard_ms", "invalid_value")]);
+    assert_eq!(
+        paths(&issues),
+        [("/budgets/stt_final/hard_ms", "invalid_value")]
+    );
     let issues = rt
         .validate(&json!({"providers": {"tts": ["a", 3]}}))
         .expect_err("type");
@@ -160,7 +160,10 @@ fn health_shows_sessions_breakers_and_counts() {
     // Another tenant sees none of it.
     let other = rt.health_at(t0, "other");
     assert_eq!(other.active_sessions, 0);
-    assert!(other.breakers.iter().all(|b| b.state == ApiBreakerState::Closed));
+    assert!(other
+        .breakers
+        .iter()
+        .all(|b| b.state == ApiBreakerState::Closed));
     assert!(other.fallbacks.is_empty());
 }
 
@@ -173,7 +176,10 @@ fn the_breaker_gauge_is_exported_per_tenant_and_provider() {
     }
     rt.breakers.handle_success(t0, "acme", Provider::Stt);
     let text = rt.encode_metrics();
-    assert!(text.contains("# TYPE voxgate_ai_breaker_state gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE voxgate_ai_breaker_state gauge"),
+        "{text}"
+    );
     assert!(
         text.contains(r#"voxgate_ai_breaker_state{tenant="acme",provider="tts"} 2"#),
         "{text}"
