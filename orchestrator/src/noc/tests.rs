@@ -119,14 +119,19 @@ fn every_range_problem_is_reported_with_unknown_fields_first() {
 #[test]
 fn health_shows_sessions_breakers_and_counts() {
     let rt = AiRuntimeState::default();
-    let mut policy = NocPolicy::default();
-    policy.breaker = BreakerConfig {
-        failures: 2,
-        window_ms: 60_000,
-        cooldown_ms: 30_000,
-        probes: 1,
+    let policy = NocPolicy {
+        breaker: BreakerConfig {
+            failures: 2,
+            window_ms: 60_000,
+            cooldown_ms: 30_000,
+            probes: 1,
+        },
+        limits: AiLimits {
+            max_concurrent: 5,
+            ..AiLimits::default()
+        },
+        ..NocPolicy::default()
     };
-    policy.limits.max_concurrent = 5;
     rt.apply_policy("acme", policy.clone());
     let t0 = voxgate_gateway::clock::now();
     let _session = rt
