@@ -16,7 +16,7 @@ fn print(value: &Value) {
     }
 }
 
-fn finish(result: Result<Value, ClientError>) -> i32 {
+pub(crate) fn finish(result: Result<Value, ClientError>) -> i32 {
     match result {
         Ok(v) => {
             print(&v);
@@ -96,7 +96,7 @@ pub fn validate(file: &Path, allow_hosts: &[String], allow_private: bool) -> i32
     }
 }
 
-fn client(api: &ApiArgs) -> ApiClient {
+pub(crate) fn client(api: &ApiArgs) -> ApiClient {
     ApiClient::new(&api.api, &api.key)
 }
 

@@ -1,4 +1,5 @@
-//! The command line: `voxgate serve`, `voxgate call`, `voxgate config`.
+//! The command line: `voxgate serve`, `voxgate call`, `voxgate config`, and
+//! the API wrappers (`flows`, `numbers`, `tenants`, `keys`, `policy`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub enum Command {
     /// Create API keys (role admin).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read and change a tenant's NOC policy (role noc or admin to change).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Serve local engines over the worker websocket protocol, so AI
     /// compute can run on other machines.
     Worker(WorkerArgs),
@@ -159,6 +163,42 @@ pub enum KeysCommand {
         tenant: Option<String>,
         #[arg(long, default_value = "")]
         label: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the tenant's policy with its version and ETag (the defaults
+    /// when it has none of its own).
+    Get {
+        tenant: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Replace the tenant's policy with FILE (`-` or absent: stdin). FILE
+    /// is a policy document, or the output of `policy get` edited: then
+    /// its `policy` is sent, and refused if someone changed the policy
+    /// since (its `etag`).
+    Set {
+        tenant: String,
+        file: Option<PathBuf>,
+        /// Change only if the current ETag is this.
+        #[arg(long)]
+        if_match: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the tenant's policy changes, newest first.
+    Audit {
+        tenant: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print the tenant's AI sessions, circuit breakers and fallbacks.
+    Health {
+        tenant: String,
         #[command(flatten)]
         api: ApiArgs,
     },

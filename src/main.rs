@@ -10,6 +10,7 @@ mod admin;
 mod ai;
 mod call;
 mod cli;
+mod policy;
 mod serve;
 
 use clap::Parser;
@@ -98,6 +99,7 @@ fn run(cli: Cli) -> i32 {
         Command::Numbers(cmd) => with_runtime(admin::numbers(cmd)),
         Command::Tenants(cmd) => with_runtime(admin::tenants(cmd)),
         Command::Keys(cmd) => with_runtime(admin::keys(cmd)),
+        Command::Policy(cmd) => with_runtime(policy::run(cmd)),
         Command::Worker(args) => {
             init_tracing();
             install_crypto_provider();

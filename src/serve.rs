@@ -9,6 +9,7 @@ use voxgate_gateway::call::{CallRouter, IncomingCall, RouteDecision};
 use voxgate_gateway::config::GatewayConfig;
 use voxgate_gateway::http::{self, HttpServer, Readiness};
 use voxgate_gateway::{clock, sip};
+use voxgate_orchestrator::noc::AiRuntimeState;
 
 use crate::exit;
 
@@ -46,6 +47,7 @@ fn self_url(addr: std::net::SocketAddr) -> String {
 async fn start_flows(
     cfg: &GatewayConfig,
     http_addr: std::net::SocketAddr,
+    ai_runtime: &AiRuntimeState,
 ) -> Result<FlowsApp, voxgate_flows::app::FlowsStartError> {
     let unknown: Option<Arc<dyn CallRouter>> = cfg.demo.enabled.then(|| {
         Arc::new(EchoNumber {
@@ -63,6 +65,7 @@ async fn start_flows(
         demo_number: cfg.demo.flow_number.clone(),
         ai: Arc::new(voxgate_flows::driver::UnavailableAi),
         unknown_numbers: unknown,
+        noc: Some(ai_runtime.noc_hooks()),
     })
     .await
 }
@@ -90,7 +93,9 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
             return exit::USAGE;
         }
     };
-    let flows = match start_flows(&cfg, http_server.local_addr()).await {
+    // One AI runtime per process, shared by the API and the AI runner.
+    let ai_runtime = AiRuntimeState::default();
+    let flows = match start_flows(&cfg, http_server.local_addr(), &ai_runtime).await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!("{e}");
@@ -118,7 +123,10 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
 
     let (stop_http, mut http_stopped) = watch::channel(false);
     let http_task = tokio::spawn(http_server.serve(
-        http::router_with(readiness.clone(), [flows.api.clone()]),
+        http::router_with(
+            readiness.clone(),
+            [flows.api.clone(), ai_runtime.metrics_router()],
+        ),
         async move {
             let _ = http_stopped.wait_for(|stop| *stop).await;
         },

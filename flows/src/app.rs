@@ -1,13 +1,13 @@
 //! Assembles the flow engine for `voxgate serve`: the store in the data
 //! dir, the first admin key, the demo tenant, the live table, the SIP
-//! router and the `/v1` API.
+//! router and the `/v1` API, with the stored NOC policies put in force.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use voxgate_gateway::call::CallRouter;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, NocHooks};
 use crate::driver::{AiRunner, FlowEnv};
 use crate::http_client::{FlowHttpClient, HttpClientError};
 use crate::live::LiveTable;
@@ -28,6 +28,10 @@ pub struct FlowsConfig {
     pub ai: Arc<dyn AiRunner>,
     /// Answers numbers no tenant owns; `None` answers them 404.
     pub unknown_numbers: Option<Arc<dyn CallRouter>>,
+    /// The orchestrator's NOC policy and health hooks; every stored policy
+    /// is applied through them before the API serves. `None`: the policy
+    /// and health endpoints answer 503.
+    pub noc: Option<NocHooks>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,10 @@ impl FlowsApp {
             .await?;
             tracing::info!(?seeded, number = %config.demo_number, "demo tenant ready");
         }
+        if let Some(noc) = &config.noc {
+            let applied = api::load_policies(store.as_ref(), noc.policy.as_ref()).await?;
+            tracing::info!(tenants = applied, "stored NOC policies in force");
+        }
         let live = Arc::new(LiveTable::load(store.as_ref()).await?);
         let env = FlowEnv {
             http: FlowHttpClient::new()?,
@@ -102,7 +110,11 @@ impl FlowsApp {
             env,
             config.unknown_numbers,
         ));
-        let mut api = api::router(ApiState::new(store.clone(), live.clone()));
+        let mut state = ApiState::new(store.clone(), live.clone());
+        if let Some(noc) = config.noc {
+            state = state.with_noc(noc);
+        }
+        let mut api = api::router(state);
         if config.demo {
             api = api.merge(crate::demo::balance_router());
         }

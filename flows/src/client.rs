@@ -1,5 +1,6 @@
-//! A client of the `/v1` API, behind the `voxgate flows|numbers|tenants|keys`
-//! commands. `validate_file` works offline.
+//! A client of the `/v1` API, behind the `voxgate
+//! flows|numbers|tenants|keys|policy` commands. `validate_file` works
+//! offline.
 
 use std::path::Path;
 
@@ -228,6 +229,40 @@ impl ApiClient {
             .call(Method::POST, "/v1/keys", Some(&body), None)
             .await?
             .0)
+    }
+}
+
+/// NOC policies and AI health.
+impl ApiClient {
+    pub async fn get_policy(&self, tenant: &str) -> Result<Value, ClientError> {
+        let path = format!("/v1/tenants/{tenant}/policy");
+        Ok(self.call(Method::GET, &path, None, None).await?.0)
+    }
+
+    /// Replaces the tenant's policy; with `if_match`, only if it is still
+    /// the one with that ETag.
+    pub async fn put_policy(
+        &self,
+        tenant: &str,
+        policy: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let path = format!("/v1/tenants/{tenant}/policy");
+        let etag = if_match.map(|e| format!("\"{}\"", e.trim_matches('"')));
+        Ok(self
+            .call(Method::PUT, &path, Some(policy), etag.as_deref())
+            .await?
+            .0)
+    }
+
+    pub async fn policy_audit(&self, tenant: &str) -> Result<Value, ClientError> {
+        let path = format!("/v1/tenants/{tenant}/policy/audit");
+        Ok(self.call(Method::GET, &path, None, None).await?.0)
+    }
+
+    pub async fn tenant_health(&self, tenant: &str) -> Result<Value, ClientError> {
+        let path = format!("/v1/tenants/{tenant}/health");
+        Ok(self.call(Method::GET, &path, None, None).await?.0)
     }
 }
 

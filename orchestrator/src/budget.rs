@@ -596,20 +596,118 @@ pub struct ProviderKey {
     pub provider: Provider,
 }
 
+/// What a breaker looks like at one instant, for the NOC API and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BreakerStatus {
+    /// Calls go through; `failures` breaches and errors in the window.
+    Closed { failures: u32 },
+    /// New calls take the fallback until the cool-down ends.
+    Open { retry_in_ms: u64 },
+    /// Probe calls are let through; their results decide. A circuit whose
+    /// cool-down has ended shows half-open before the first probe arrives,
+    /// because that probe is what the next call will be.
+    HalfOpen { admitted: u32, succeeded: u32 },
+}
+
+impl BreakerStatus {
+    /// The value of the `voxgate_ai_breaker_state` gauge.
+    pub fn gauge(self) -> i64 {
+        match self {
+            BreakerStatus::Closed { .. } => 0,
+            BreakerStatus::HalfOpen { .. } => 1,
+            BreakerStatus::Open { .. } => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BreakerStatus::Closed { .. } => "closed",
+            BreakerStatus::HalfOpen { .. } => "half_open",
+            BreakerStatus::Open { .. } => "open",
+        }
+    }
+}
+
+impl CircuitBreaker {
+    /// The state as seen at `now`, without changing it.
+    pub fn status(&self, now: Instant) -> BreakerStatus {
+        match &self.state {
+            BreakerState::Closed { failures } => {
+                let window = Duration::from_millis(self.config.window_ms);
+                let recent = failures
+                    .iter()
+                    .filter(|t| now.saturating_duration_since(**t) < window)
+                    .count();
+                BreakerStatus::Closed {
+                    failures: u32::try_from(recent).unwrap_or(u32::MAX),
+                }
+            }
+            BreakerState::Open { until } if now < *until => BreakerStatus::Open {
+                retry_in_ms: ms(until.saturating_duration_since(now)),
+            },
+            BreakerState::Open { .. } => BreakerStatus::HalfOpen {
+                admitted: 0,
+                succeeded: 0,
+            },
+            BreakerState::HalfOpen {
+                admitted,
+                succeeded,
+                ..
+            } => BreakerStatus::HalfOpen {
+                admitted: *admitted,
+                succeeded: *succeeded,
+            },
+        }
+    }
+
+    /// New settings from now on. The state is kept: an open circuit stays
+    /// open until the end of the cool-down it opened with, and recorded
+    /// failures count against the new limit.
+    pub fn set_config(&mut self, config: BreakerConfig) {
+        self.config = config;
+    }
+}
+
+/// One breaker in a [`BreakerRegistry::snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerSnapshot {
+    pub tenant: String,
+    pub provider: Provider,
+    pub status: BreakerStatus,
+}
+
+#[derive(Debug, Default)]
+struct Breakers {
+    by_key: HashMap<ProviderKey, CircuitBreaker>,
+    /// Tenants with settings of their own (their NOC policy's `breaker`).
+    configs: HashMap<String, BreakerConfig>,
+}
+
 /// The breakers of every (tenant, provider), shared by all calls. The lock
 /// is held only for one state change; no call waits on another.
+///
+/// Each tenant's breakers run with that tenant's settings
+/// ([`BreakerRegistry::set_tenant_config`], fed from its NOC policy), and
+/// with the registry's default until it has some.
 #[derive(Debug, Default)]
 pub struct BreakerRegistry {
     config: BreakerConfig,
-    breakers: Mutex<HashMap<ProviderKey, CircuitBreaker>>,
+    inner: Mutex<Breakers>,
 }
 
 impl BreakerRegistry {
     pub fn new(config: BreakerConfig) -> Self {
         Self {
             config,
-            breakers: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Breakers::default()),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Breakers> {
+        // A poisoned lock only means another call panicked mid-update; the
+        // breaker data is still a valid state.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn with<T>(
@@ -622,13 +720,66 @@ impl BreakerRegistry {
             tenant: tenant.to_string(),
             provider,
         };
-        // A poisoned lock only means another call panicked mid-update; the
-        // breaker data is still a valid state.
-        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map
-            .entry(key)
-            .or_insert_with(|| CircuitBreaker::new(self.config.clone()));
+        let mut inner = self.lock();
+        let Breakers { by_key, configs } = &mut *inner;
+        let b = by_key.entry(key).or_insert_with(|| {
+            CircuitBreaker::new(configs.get(tenant).unwrap_or(&self.config).clone())
+        });
         f(b)
+    }
+
+    /// Runs `tenant`'s breakers with `config` from now on (`None`: the
+    /// registry's default). Breakers keep their state.
+    pub fn set_tenant_config(&self, tenant: &str, config: Option<BreakerConfig>) {
+        let mut inner = self.lock();
+        let effective = config.clone().unwrap_or_else(|| self.config.clone());
+        for (key, b) in inner.by_key.iter_mut() {
+            if key.tenant == tenant {
+                b.set_config(effective.clone());
+            }
+        }
+        match config {
+            Some(c) => inner.configs.insert(tenant.to_string(), c),
+            None => inner.configs.remove(tenant),
+        };
+    }
+
+    /// The settings `tenant`'s breakers run with.
+    pub fn tenant_config(&self, tenant: &str) -> BreakerConfig {
+        self.lock()
+            .configs
+            .get(tenant)
+            .unwrap_or(&self.config)
+            .clone()
+    }
+
+    /// Every breaker that has seen a call, as of `now`, sorted by tenant
+    /// and provider. A (tenant, provider) not listed is closed.
+    pub fn snapshot(&self, now: Instant) -> Vec<BreakerSnapshot> {
+        let mut out: Vec<BreakerSnapshot> = self
+            .lock()
+            .by_key
+            .iter()
+            .map(|(key, b)| BreakerSnapshot {
+                tenant: key.tenant.clone(),
+                provider: key.provider,
+                status: b.status(now),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.tenant, a.provider).cmp(&(&b.tenant, b.provider)));
+        out
+    }
+
+    /// The status of one tenant's breaker for `provider` at `now`.
+    pub fn status(&self, now: Instant, tenant: &str, provider: Provider) -> BreakerStatus {
+        let key = ProviderKey {
+            tenant: tenant.to_string(),
+            provider,
+        };
+        self.lock()
+            .by_key
+            .get(&key)
+            .map_or(BreakerStatus::Closed { failures: 0 }, |b| b.status(now))
     }
 
     pub fn admit(&self, now: Instant, tenant: &str, provider: Provider) -> Admission {

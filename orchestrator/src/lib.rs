@@ -14,8 +14,12 @@
 //!   book, and admission of new AI sessions (rate and concurrency).
 //! - [`outcome`]: a finished node's answer to the flow driver (outcome
 //!   edge and `ai.*` variables).
+//! - [`noc`]: the shared AI runtime state (policies, admission, breakers),
+//!   the policy hook and health snapshot behind the `/v1` NOC endpoints,
+//!   and the breaker-state gauge.
 //!
-//! Everything here is sans-IO: time comes in as `now`, outputs come out of
+//! Everything here but `noc` (a driver: it reads the clock for health and
+//! scrapes) is sans-IO: time comes in as `now`, outputs come out of
 //! `poll_*`, timers are data in deadline tables.
 //!
 //! NOT BUILT YET: the async runner implementing
@@ -27,6 +31,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod budget;
+pub mod noc;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;

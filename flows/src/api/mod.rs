@@ -1,6 +1,6 @@
 //! The REST API under `/v1`: tenants, keys, flows (drafts, validation,
-//! publish, versions, diff, rollback), numbers, calls, the flow schema
-//! and the OpenAPI document.
+//! publish, versions, diff, rollback), numbers, calls, NOC policies and AI
+//! health, the flow schema and the OpenAPI document.
 //!
 //! Every request carries `Authorization: Bearer <key>`. Checks run in a
 //! fixed order: a missing or bad key is 401; a tenant key naming another
@@ -19,6 +19,7 @@ pub mod diff;
 mod extract;
 mod flows;
 mod openapi;
+mod policy;
 mod problem;
 mod tenants;
 
@@ -29,6 +30,10 @@ use axum::routing::{get, post, put};
 use axum::Router;
 
 pub use auth::Principal;
+pub use policy::{
+    json_changes, load_policies, AiHealth, BreakerHealth, BreakerState, HealthSource, NocHooks,
+    PathChange, PolicyChange, PolicyHook, PolicySource, PolicyView,
+};
 pub use problem::{ApiError, Problem};
 
 use crate::live::LiveTable;
@@ -51,6 +56,10 @@ struct Inner {
     clock: fn() -> UnixMs,
     /// Orders store commits and live-table updates of routing changes.
     routing: tokio::sync::Mutex<()>,
+    /// The orchestrator's policy and health hooks; `None`: 503.
+    noc: Option<NocHooks>,
+    /// Orders policy commits and their application to the live book.
+    policy_writes: tokio::sync::Mutex<()>,
 }
 
 /// What the API handlers share. Cheap to clone.
@@ -74,6 +83,25 @@ impl ApiState {
                 live,
                 clock,
                 routing: tokio::sync::Mutex::new(()),
+                noc: None,
+                policy_writes: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The same API with the orchestrator's NOC hooks, which the policy and
+    /// health endpoints need. Call it before the state is cloned: clones
+    /// made earlier keep no hooks.
+    pub fn with_noc(self, noc: NocHooks) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                store: inner.store.clone(),
+                live: inner.live.clone(),
+                clock: inner.clock,
+                routing: tokio::sync::Mutex::new(()),
+                noc: Some(noc),
+                policy_writes: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -104,6 +132,15 @@ pub fn router(state: ApiState) -> Router {
             get(tenants::get_settings).put(tenants::put_settings),
         )
         .route("/v1/tenants/{tenant}/audit", get(tenants::audit))
+        .route(
+            "/v1/tenants/{tenant}/policy",
+            get(policy::get_policy).put(policy::put_policy),
+        )
+        .route(
+            "/v1/tenants/{tenant}/policy/audit",
+            get(policy::policy_audit),
+        )
+        .route("/v1/tenants/{tenant}/health", get(policy::health))
         .route(
             "/v1/keys",
             post(tenants::create_key).get(tenants::list_keys),

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::auth::Principal;
-use super::{calls, flows, tenants};
+use super::{calls, flows, policy, tenants};
 
 struct BearerAuth;
 
@@ -21,7 +21,7 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "voxgate flows API", description = "Tenants, keys, call flows, numbers and call records."),
+    info(title = "voxgate flows API", description = "Tenants, keys, call flows, numbers, call records, NOC policies and AI health."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
@@ -31,6 +31,7 @@ impl Modify for BearerAuth {
         flows::list, flows::create, flows::get_draft, flows::update_draft, flows::delete, flows::validate,
         flows::publish, flows::rollback, flows::versions, flows::version, flows::diff,
         calls::list_numbers, calls::put_number, calls::delete_number, calls::list_calls, calls::get_call,
+        policy::get_policy, policy::put_policy, policy::policy_audit, policy::health,
     ),
     components(schemas(super::Problem, crate::store::Role, crate::store::TenantSettings))
 )]

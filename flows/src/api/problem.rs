@@ -18,7 +18,7 @@ pub struct Problem {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// Validation errors, each naming a node and a JSON path.
+    /// Validation errors, each with a JSON path (and a node for flows).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub errors: Option<Vec<Issue>>,
@@ -50,6 +50,15 @@ pub enum ApiError {
     /// The flow does not pass validation.
     #[error("the flow has errors")]
     Invalid(Report),
+    /// The NOC policy document does not pass the orchestrator's checks.
+    #[error("the policy has errors")]
+    InvalidPolicy(Vec<Issue>),
+    /// The policy changed since the client read it.
+    #[error("someone else changed this policy")]
+    PolicyChanged { current: String },
+    /// `voxgate serve` runs without the AI runtime (no NOC hooks).
+    #[error("the AI runtime is not running in this process")]
+    NocUnavailable,
     /// The request could not be read (bad JSON, bad query, bad path).
     #[error("{0}")]
     BadRequest(String),
@@ -112,6 +121,21 @@ impl ApiError {
                 "invalid-flow",
                 "The flow has errors",
             ),
+            ApiError::InvalidPolicy(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-policy",
+                "The policy has errors",
+            ),
+            ApiError::PolicyChanged { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "etag-mismatch",
+                "Someone else changed this policy",
+            ),
+            ApiError::NocUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ai-runtime-unavailable",
+                "AI runtime unavailable",
+            ),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             ApiError::Store(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -132,6 +156,10 @@ impl ApiError {
                 Some("Send the ETag you read in an If-Match header, so that nobody's change is lost.".into())
             }
             ApiError::Invalid(report) => Some(format!("The flow has {} error(s); fix them and publish again.", report.errors.len())),
+            ApiError::InvalidPolicy(issues) => Some(format!("The policy has {} error(s); nothing was changed.", issues.len())),
+            ApiError::PolicyChanged { .. } => {
+                Some("Someone else changed this policy since you read it. Read it again, then make your change again.".into())
+            }
             // Do not leak storage details to clients; they are logged.
             ApiError::Store(_) => Some("The request could not be completed; try again.".into()),
             other => Some(other.to_string()),
@@ -140,6 +168,7 @@ impl ApiError {
             ApiError::Invalid(report) => {
                 (Some(report.errors.clone()), Some(report.warnings.clone()))
             }
+            ApiError::InvalidPolicy(issues) => (Some(issues.clone()), None),
             _ => (None, None),
         };
         Problem {
@@ -172,7 +201,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::EtagMismatch { current } => {
+            ApiError::EtagMismatch { current } | ApiError::PolicyChanged { current } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("\"{current}\"")) {
                     headers.insert(header::ETAG, v);
                 }

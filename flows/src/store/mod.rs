@@ -1,5 +1,5 @@
-//! Where tenants, keys, flows, versions, numbers, calls and the audit log
-//! are kept.
+//! Where tenants, keys, flows, versions, numbers, calls, NOC policies and
+//! the audit log are kept.
 //!
 //! [`Store`] is the small async interface the API and the live table use;
 //! [`SqliteStore`] is its embedded implementation (one file in the data
@@ -195,11 +195,31 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'a, Page<CallSummary>>;
     fn get_call<'a>(&'a self, tenant: &'a str, id: &'a str) -> StoreFuture<'a, Option<CallRecord>>;
 
+    // NOC policies.
+    /// The tenant's own policy; `None` while it runs with the defaults.
+    fn get_policy<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<StoredPolicy>>;
+    /// Every stored policy, to put them in force at startup.
+    fn list_policies(&self) -> StoreFuture<'_, Vec<StoredPolicy>>;
+    /// In one transaction: checks the ETag (when given), stores the policy
+    /// as the next version and appends a `policy.put` audit entry with the
+    /// whole document before and after. Storing the document already
+    /// stored changes nothing and is not audited. `NotFound` when the
+    /// tenant does not exist.
+    fn put_policy<'a>(&'a self, write: &'a PolicyWrite<'a>) -> StoreFuture<'a, StoredPolicy>;
+
     // Audit.
     /// Newest first; `None` lists operator-wide events.
     fn list_audit<'a>(
         &'a self,
         tenant: Option<&'a str>,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<AuditEntry>>;
+
+    /// Newest first: one tenant's entries of one `action`.
+    fn list_audit_action<'a>(
+        &'a self,
+        tenant: &'a str,
+        action: &'a str,
         page: &'a PageRequest,
     ) -> StoreFuture<'a, Page<AuditEntry>>;
 

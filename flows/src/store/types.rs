@@ -243,6 +243,44 @@ pub struct AuditEntry {
     pub at: UnixMs,
 }
 
+/// The `ETag` of a tenant that has no policy of its own (it runs with the
+/// defaults). `If-Match: "default"` on a PUT means "only if nobody has set
+/// a policy yet".
+pub const DEFAULT_POLICY_ETAG: &str = "default";
+
+/// The audit-log action of a policy change.
+pub const POLICY_AUDIT_ACTION: &str = "policy.put";
+
+/// A tenant's NOC policy as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredPolicy {
+    pub tenant: String,
+    /// The policy as the orchestrator normalized it.
+    pub document: Value,
+    /// 1 for the tenant's first stored policy, then +1 per change.
+    pub version: u32,
+    /// Changes with every change; sent as the `ETag` header.
+    pub etag: String,
+    pub updated_by: String,
+    pub updated_at: UnixMs,
+}
+
+/// What [`super::Store::put_policy`] needs.
+#[derive(Debug, Clone)]
+pub struct PolicyWrite<'a> {
+    pub tenant: &'a str,
+    /// The validated, normalized policy.
+    pub document: &'a Value,
+    /// Write only if the current ETag is this ([`DEFAULT_POLICY_ETAG`]
+    /// while the tenant has none, `*` for any).
+    pub if_match: Option<&'a str>,
+    /// The policy in force while the tenant has none of its own (the
+    /// defaults): the audit entry's `from` for a first policy.
+    pub default_document: &'a Value,
+    pub actor: &'a str,
+    pub at: UnixMs,
+}
+
 /// Which page of a list to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageRequest {

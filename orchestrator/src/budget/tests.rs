@@ -326,3 +326,99 @@ fn the_registry_keys_by_tenant_and_provider() {
     );
     assert!(reg.admit_call(t0, "other", &[Provider::Stt]).is_ok());
 }
+
+#[test]
+fn each_tenant_runs_its_breakers_with_its_own_settings() {
+    let t0 = Instant::now();
+    let reg = BreakerRegistry::new(BreakerConfig {
+        failures: 3,
+        window_ms: 10_000,
+        cooldown_ms: 5_000,
+        probes: 1,
+    });
+    reg.set_tenant_config(
+        "strict",
+        Some(BreakerConfig {
+            failures: 1,
+            window_ms: 10_000,
+            cooldown_ms: 20_000,
+            probes: 1,
+        }),
+    );
+    reg.handle_failure(t0, "strict", Provider::Nlu);
+    reg.handle_failure(t0, "lenient", Provider::Nlu);
+    assert_eq!(
+        reg.status(t0, "strict", Provider::Nlu),
+        BreakerStatus::Open {
+            retry_in_ms: 20_000
+        }
+    );
+    assert_eq!(
+        reg.status(t0, "lenient", Provider::Nlu),
+        BreakerStatus::Closed { failures: 1 }
+    );
+    // A breaker that exists already takes new settings at once.
+    reg.set_tenant_config(
+        "lenient",
+        Some(BreakerConfig {
+            failures: 2,
+            ..reg.tenant_config("lenient")
+        }),
+    );
+    reg.handle_failure(at(t0, 1), "lenient", Provider::Nlu);
+    assert!(matches!(
+        reg.admit(at(t0, 2), "lenient", Provider::Nlu),
+        Admission::Rejected { .. }
+    ));
+    // Back to the default.
+    reg.set_tenant_config("strict", None);
+    assert_eq!(reg.tenant_config("strict").failures, 3);
+}
+
+#[test]
+fn a_snapshot_shows_closed_open_and_half_open_without_changing_them() {
+    let t0 = Instant::now();
+    let reg = BreakerRegistry::new(BreakerConfig {
+        failures: 2,
+        window_ms: 1_000,
+        cooldown_ms: 5_000,
+        probes: 1,
+    });
+    reg.handle_failure(t0, "acme", Provider::Stt);
+    reg.handle_failure(t0, "acme", Provider::Tts);
+    reg.handle_failure(at(t0, 10), "acme", Provider::Tts);
+    let snap = reg.snapshot(at(t0, 1_000));
+    let statuses: Vec<_> = snap.iter().map(|s| (s.provider, s.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            // The failure at t0 left the 1 s window at t0 + 1000.
+            (Provider::Stt, BreakerStatus::Closed { failures: 0 }),
+            (Provider::Tts, BreakerStatus::Open { retry_in_ms: 4_010 }),
+        ]
+    );
+    assert_eq!(snap[1].status.gauge(), 2);
+    // After the cool-down the next call is a probe: shown half-open.
+    let later = reg.status(at(t0, 5_010), "acme", Provider::Tts);
+    assert_eq!(later.name(), "half_open");
+    assert_eq!(later.gauge(), 1);
+    // Looking did not move it: the next admission is that probe.
+    assert_eq!(
+        reg.admit(at(t0, 5_010), "acme", Provider::Tts),
+        Admission::Probe
+    );
+    assert_eq!(
+        reg.status(at(t0, 5_011), "acme", Provider::Tts),
+        BreakerStatus::HalfOpen {
+            admitted: 1,
+            succeeded: 0
+        }
+    );
+    reg.handle_success(at(t0, 5_100), "acme", Provider::Tts);
+    assert_eq!(reg.status(at(t0, 5_100), "acme", Provider::Tts).gauge(), 0);
+    // Never seen: closed.
+    assert_eq!(
+        reg.status(t0, "other", Provider::Nlu),
+        BreakerStatus::Closed { failures: 0 }
+    );
+}

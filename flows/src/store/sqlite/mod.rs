@@ -20,6 +20,7 @@ use super::keys::SecretHash;
 use super::*;
 
 mod flows;
+mod policy;
 mod rows;
 
 use rows::*;
@@ -29,11 +30,18 @@ pub const FILE_NAME: &str = "voxgate-flows.sqlite3";
 
 /// The migrations, embedded in the binary. New ones are appended here and
 /// as files in `flows/migrations`; applied ones are never edited.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "tenant policies",
+        include_str!("../../../migrations/0002_tenant_policies.sql"),
+    ),
+];
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
@@ -690,6 +698,27 @@ impl Store for SqliteStore {
             let items = rows.iter().map(audit_row).collect::<Result<Vec<_>, _>>()?;
             Ok(paginate(items, limit, |a| a.seq.to_string()))
         })
+    }
+
+    fn get_policy<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<StoredPolicy>> {
+        Box::pin(policy::get_policy(&self.pool, tenant))
+    }
+
+    fn list_policies(&self) -> StoreFuture<'_, Vec<StoredPolicy>> {
+        Box::pin(policy::list_policies(&self.pool))
+    }
+
+    fn put_policy<'a>(&'a self, write: &'a PolicyWrite<'a>) -> StoreFuture<'a, StoredPolicy> {
+        Box::pin(policy::put_policy(&self.pool, write))
+    }
+
+    fn list_audit_action<'a>(
+        &'a self,
+        tenant: &'a str,
+        action: &'a str,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<AuditEntry>> {
+        Box::pin(policy::list_audit_action(&self.pool, tenant, action, page))
     }
 
     fn load_live(&self) -> StoreFuture<'_, LiveState> {
