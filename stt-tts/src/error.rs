@@ -69,6 +69,8 @@ pub enum EngineError {
     Resample(#[from] voxgate_gateway::audio::ResampleError),
     #[error("LLM call failed: {0}")]
     Llm(#[from] crate::llm::LlmError),
+    #[error("embedding intent classification failed: {0}")]
+    Embedding(#[from] crate::nlu::embedding::EmbedError),
 }
 
 impl EngineError {
@@ -86,6 +88,8 @@ impl EngineError {
                 _ => Blame::Provider,
             },
             Self::Llm(e) => e.blame(),
+            // The local model runs in-process: a failure is ours.
+            Self::Embedding(_) => Blame::Internal,
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -107,6 +111,8 @@ impl EngineError {
                     | voxgate_gateway::audio::TtsError::Failed { .. }
             ),
             Self::Llm(e) => e.retryable(),
+            // The same input fails the same way on the same model.
+            Self::Embedding(_) => false,
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -123,9 +129,11 @@ impl EngineError {
             Self::Cancelled => ErrorCode::Cancelled,
             Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
             Self::Unsupported { .. } => ErrorCode::UnsupportedKind,
-            Self::ConnectionLost { .. } | Self::Synthesis(_) | Self::Resample(_) | Self::Llm(_) => {
-                ErrorCode::EngineFailed
-            }
+            Self::ConnectionLost { .. }
+            | Self::Synthesis(_)
+            | Self::Resample(_)
+            | Self::Llm(_)
+            | Self::Embedding(_) => ErrorCode::EngineFailed,
         }
     }
 }
