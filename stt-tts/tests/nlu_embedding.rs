@@ -32,8 +32,7 @@ fn model_dir() -> PathBuf {
     let dir = std::env::var_os("VOXGATE_MINILM_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../data/models/all-MiniLM-L6-v2")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models/all-MiniLM-L6-v2")
         });
     let missing: Vec<_> = ["model.safetensors", "tokenizer.json", "config.json"]
         .iter()
@@ -48,7 +47,12 @@ fn model_dir() -> PathBuf {
     dir
 }
 
-fn intent(name: &str, description: &str, examples: &[&str], slots: &[(&str, SlotKind)]) -> IntentSpec {
+fn intent(
+    name: &str,
+    description: &str,
+    examples: &[&str],
+    slots: &[(&str, SlotKind)],
+) -> IntentSpec {
     IntentSpec {
         name: name.into(),
         description: description.into(),
@@ -141,7 +145,10 @@ const TABLE: &[(&str, &str)] = &[
     ("my login doesn't work anymore", "reset_password"),
     ("the password I use is not accepted", "reset_password"),
     ("when will my parcel arrive", "order_status"),
-    ("I ordered a jacket last week and it still hasn't come", "order_status"),
+    (
+        "I ordered a jacket last week and it still hasn't come",
+        "order_status",
+    ),
     ("what's the status of order 5 5 2 1", "order_status"),
     ("is my delivery on its way", "order_status"),
     ("are you open on sunday", "opening_hours"),
@@ -190,7 +197,9 @@ fn the_phrasing_table_picks_the_right_intent_with_a_margin_and_unrelated_phrases
     let engine = load_engine();
     let mut failures = Vec::new();
     for (utterance, want) in TABLE {
-        let r = engine.classify_blocking(&request(utterance)).expect("classify");
+        let r = engine
+            .classify_blocking(&request(utterance))
+            .expect("classify");
         assert_eq!(r.engine.as_deref(), Some(EMBEDDING_ENGINE));
         assert!((0.0..=1.0).contains(&r.confidence), "{r:?}");
         let best_first = r
@@ -202,10 +211,16 @@ fn the_phrasing_table_picks_the_right_intent_with_a_margin_and_unrelated_phrases
             failures.push(format!("{utterance:?} want {want}: {r:?}"));
         }
     }
-    assert!(failures.is_empty(), "misclassified or weak:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "misclassified or weak:\n{}",
+        failures.join("\n")
+    );
 
     for utterance in UNRELATED {
-        let r = engine.classify_blocking(&request(utterance)).expect("classify");
+        let r = engine
+            .classify_blocking(&request(utterance))
+            .expect("classify");
         assert!(
             r.confidence < 0.3 && r.intent.is_none(),
             "{utterance:?} should match nothing: {r:?}"
@@ -233,10 +248,15 @@ async fn slots_of_the_winner_and_the_engine_over_a_real_worker_socket() {
     let engine = load_engine();
 
     let r = engine
-        .classify_blocking(&request("what's the status of order 5 5 2 1 I placed on may 3rd"))
+        .classify_blocking(&request(
+            "what's the status of order 5 5 2 1 I placed on may 3rd",
+        ))
         .expect("classify");
     assert_eq!(r.intent.as_deref(), Some("order_status"), "{r:?}");
-    assert_eq!(r.slots.get("order"), Some(&SlotValue::Digits("55213".into())));
+    assert_eq!(
+        r.slots.get("order"),
+        Some(&SlotValue::Digits("55213".into()))
+    );
     assert_eq!(
         r.slots.get("date"),
         Some(&SlotValue::Date(DateValue::MonthDay { month: 5, day: 3 }))
@@ -245,8 +265,11 @@ async fn slots_of_the_winner_and_the_engine_over_a_real_worker_socket() {
         .classify_blocking(&request("my balance for account one two three four please"))
         .expect("classify");
     assert_eq!(r.intent.as_deref(), Some("check_balance"), "{r:?}");
-    assert_eq!(r.slots.get("account"), Some(&SlotValue::Digits("1234".into())));
-    assert!(r.slots.get("order").is_none(), "only the winner's slots");
+    assert_eq!(
+        r.slots.get("account"),
+        Some(&SlotValue::Digits("1234".into()))
+    );
+    assert!(!r.slots.contains_key("order"), "only the winner's slots");
 
     // Through the IntentEngine contract (blocking pool) and the worker
     // protocol: the label survives the wire.
@@ -305,7 +328,10 @@ fn a_model_with_a_flipped_byte_is_refused() {
         other => panic!("{other:?}"),
     }
     let message = err.to_string();
-    assert!(message.contains("REFUSED") && message.contains(MODEL_SHA256), "{message}");
+    assert!(
+        message.contains("REFUSED") && message.contains(MODEL_SHA256),
+        "{message}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -331,7 +357,10 @@ async fn a_missing_model_is_a_clear_error_and_the_fallback_is_labelled() {
 
     let built = build_intent_engine(&dir).expect("missing weights fall back");
     assert_eq!(built.kind, NluEngineKind::LexicalFallback);
-    assert!(matches!(built.fallback_reason, Some(ModelError::MissingFile { .. })));
+    assert!(matches!(
+        built.fallback_reason,
+        Some(ModelError::MissingFile { .. })
+    ));
     let r = built
         .engine
         .classify(request("reset my password"))

@@ -2,12 +2,12 @@
 //! the CPU) per utterance, cold and warm, and the one-off cost of embedding
 //! an intent set. Prints one JSON document on stdout (and to `--out`).
 //!
-//! `--features` instead prints the calibration table's raw features (best
-//! score, runner-up, whether the best is right) as JSON lines: the input
-//! the constants in `stt-tts/src/nlu/embedding/score.rs` were fitted on
-//! (`docs/nlu.md`).
+//! `--fit` instead prints the calibration table's raw features (best
+//! score, runner-up, whether the best is right) and a logistic regression
+//! fitted on them: how the constants in
+//! `stt-tts/src/nlu/embedding/score.rs` were chosen (`docs/nlu.md`).
 //!
-//! Usage: bench-nlu [--model DIR] [--utterances N] [--out FILE] [--features]
+//! Usage: bench-nlu [--model DIR] [--utterances N] [--out FILE] [--fit]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +22,7 @@ struct Opts {
     model: PathBuf,
     utterances: usize,
     out: Option<PathBuf>,
-    features: bool,
+    fit: bool,
 }
 
 fn opts() -> anyhow::Result<Opts> {
@@ -32,7 +32,7 @@ fn opts() -> anyhow::Result<Opts> {
             .unwrap_or_else(|| PathBuf::from("data/models/all-MiniLM-L6-v2")),
         utterances: 300,
         out: None,
-        features: false,
+        fit: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -42,7 +42,7 @@ fn opts() -> anyhow::Result<Opts> {
                 o.utterances = args.next().context("--utterances N")?.parse()?;
             }
             "--out" => o.out = Some(args.next().context("--out FILE")?.into()),
-            "--features" => o.features = true,
+            "--fit" => o.fit = true,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -65,7 +65,11 @@ fn intents() -> Vec<IntentSpec> {
         spec(
             "check_balance",
             "The caller asks for an account balance",
-            &["check my balance", "how much money do I have", "account balance"],
+            &[
+                "check my balance",
+                "how much money do I have",
+                "account balance",
+            ],
         ),
         spec(
             "pay_bill",
@@ -75,7 +79,11 @@ fn intents() -> Vec<IntentSpec> {
         spec(
             "lost_card",
             "The caller lost a card or had it stolen",
-            &["I lost my card", "my credit card was stolen", "block my card"],
+            &[
+                "I lost my card",
+                "my credit card was stolen",
+                "block my card",
+            ],
         ),
         spec(
             "agent",
@@ -85,17 +93,29 @@ fn intents() -> Vec<IntentSpec> {
         spec(
             "cancel_subscription",
             "The caller wants to end a contract",
-            &["cancel my subscription", "I want to end my contract", "stop my plan"],
+            &[
+                "cancel my subscription",
+                "I want to end my contract",
+                "stop my plan",
+            ],
         ),
         spec(
             "internet_down",
             "The caller's internet connection does not work",
-            &["my internet is down", "the wifi isn't working", "no connection"],
+            &[
+                "my internet is down",
+                "the wifi isn't working",
+                "no connection",
+            ],
         ),
         spec(
             "book_appointment",
             "The caller wants to book a visit",
-            &["book an appointment", "schedule a visit", "I need an appointment"],
+            &[
+                "book an appointment",
+                "schedule a visit",
+                "I need an appointment",
+            ],
         ),
     ]
 }
@@ -122,7 +142,10 @@ const CALIBRATION: &[(&str, &str)] = &[
     ("terminate my contract", "cancel_subscription"),
     ("how do I unsubscribe", "cancel_subscription"),
     ("I'm leaving, cancel everything", "cancel_subscription"),
-    ("the router has a red light and nothing loads", "internet_down"),
+    (
+        "the router has a red light and nothing loads",
+        "internet_down",
+    ),
     ("my broadband stopped working", "internet_down"),
     ("I have no internet since this morning", "internet_down"),
     ("web pages won't load", "internet_down"),
@@ -181,36 +204,79 @@ fn summary(mut v: Vec<f64>) -> serde_json::Value {
     })
 }
 
-fn features(engine: &EmbeddingIntentEngine) -> anyhow::Result<()> {
+/// Fits `σ(w0 + w1·best + w2·margin)` to "the best intent is right" by
+/// gradient descent on the log loss with a small L2 penalty (the table is
+/// nearly separable; the penalty keeps the slopes finite).
+fn logistic(points: &[(f64, f64, f64)]) -> [f64; 3] {
+    let mut w = [0.0f64; 3];
+    let lambda = 1e-3;
+    let rate = 0.5;
+    for _ in 0..200_000 {
+        let mut g = [0.0f64; 3];
+        for &(x1, x2, y) in points {
+            let p = 1.0 / (1.0 + (-(w[0] + w[1] * x1 + w[2] * x2)).exp());
+            g[0] += p - y;
+            g[1] += (p - y) * x1;
+            g[2] += (p - y) * x2;
+        }
+        let n = points.len() as f64;
+        w[0] -= rate * g[0] / n;
+        w[1] -= rate * (g[1] / n + lambda * w[1]);
+        w[2] -= rate * (g[2] / n + lambda * w[2]);
+    }
+    w
+}
+
+fn fit(engine: &EmbeddingIntentEngine) -> anyhow::Result<()> {
     let set = intents();
+    let mut points = Vec::new();
+    let mut rows = Vec::new();
     for (utterance, want) in CALIBRATION {
         let raw = engine.raw_scores(&set, utterance)?;
         let mut order: Vec<usize> = (0..raw.len()).collect();
         order.sort_by(|a, b| raw[*b].total_cmp(&raw[*a]));
-        let best = order[0];
-        println!(
-            "{}",
-            json!({
-                "utterance": utterance,
-                "want": want,
-                "got": set[best].name,
-                "best": raw[best],
-                "runner_up": raw[order[1]],
-                "correct": !want.is_empty() && set[best].name == *want,
-            })
-        );
+        let (best, second) = (raw[order[0]], raw[order[1]]);
+        let correct = !want.is_empty() && set[order[0]].name == *want;
+        points.push((
+            f64::from(best),
+            f64::from(best - second),
+            if correct { 1.0 } else { 0.0 },
+        ));
+        rows.push(json!({
+            "utterance": utterance,
+            "want": want,
+            "got": set[order[0]].name,
+            "best": best,
+            "runner_up": second,
+            "correct": correct,
+        }));
     }
+    let w = logistic(&points);
+    let doc = json!({
+        "table": rows,
+        "fit": {
+            "w0": w[0], "w_best": w[1], "w_margin": w[2],
+            "slope_sim": w[1],
+            "sim_centre": -w[0] / w[1],
+            "slope_margin": w[2],
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let o = opts()?;
     let started = now();
-    let engine = EmbeddingIntentEngine::load(&o.model)
-        .with_context(|| format!("loading the model from {} (run `make models`)", o.model.display()))?;
+    let engine = EmbeddingIntentEngine::load(&o.model).with_context(|| {
+        format!(
+            "loading the model from {} (run `make models`)",
+            o.model.display()
+        )
+    })?;
     let load_ms = ms(started.elapsed());
-    if o.features {
-        return features(&engine);
+    if o.fit {
+        return fit(&engine);
     }
 
     let set = intents();
@@ -259,7 +325,9 @@ fn main() -> anyhow::Result<()> {
         for i in 0..o.utterances {
             let u = phrases[i % phrases.len()];
             let t = now();
-            IntentEngine::classify(&engine, request(u, &set)).result().await?;
+            IntentEngine::classify(&engine, request(u, &set))
+                .result()
+                .await?;
             streamed.push(ms(t.elapsed()));
         }
         anyhow::Ok(())

@@ -146,11 +146,7 @@ impl EmbeddingIntentEngine {
         let mut next = by_text.into_iter();
         let mut out = Vec::with_capacity(intents.len());
         for spec in intents {
-            let examples = next
-                .by_ref()
-                .take(spec.examples.len())
-                .flatten()
-                .collect();
+            let examples = next.by_ref().take(spec.examples.len()).flatten().collect();
             let description = next.next().flatten();
             out.push(IntentVectors {
                 examples,
@@ -162,7 +158,11 @@ impl EmbeddingIntentEngine {
 
     /// Every intent's raw (uncalibrated) score for `utterance`, in set
     /// order: what the calibration is fitted on. Blocking.
-    pub fn raw_scores(&self, intents: &[IntentSpec], utterance: &str) -> Result<Vec<f32>, EmbedError> {
+    pub fn raw_scores(
+        &self,
+        intents: &[IntentSpec],
+        utterance: &str,
+    ) -> Result<Vec<f32>, EmbedError> {
         let vectors = self.prepare(intents)?;
         let embedded = self.model.embed(&[utterance])?;
         let u = embedded.first().ok_or(EmbedError::NoOutput)?;
@@ -267,7 +267,10 @@ pub fn build_intent_engine(dir: &Path) -> Result<BuiltIntentEngine, ModelError> 
             })
         }
         Err(e @ (ModelError::MissingDir { .. } | ModelError::MissingFile { .. })) => {
-            tracing::warn!(engine = LEXICAL_FALLBACK_ENGINE, "intent engine: {e}; answering with the LEXICAL FALLBACK classifier");
+            tracing::warn!(
+                engine = LEXICAL_FALLBACK_ENGINE,
+                "intent engine: {e}; answering with the LEXICAL FALLBACK classifier"
+            );
             Ok(BuiltIntentEngine {
                 engine: Arc::new(LexicalIntentEngine),
                 kind: NluEngineKind::LexicalFallback,
@@ -314,7 +317,10 @@ mod tests {
             description_text(&spec("order_status", "", &[])),
             "order status"
         );
-        assert_eq!(description_text(&spec("x", "Where is my parcel", &[])), "Where is my parcel");
+        assert_eq!(
+            description_text(&spec("x", "Where is my parcel", &[])),
+            "Where is my parcel"
+        );
     }
 
     #[test]

@@ -159,12 +159,11 @@ impl MiniLm {
 
         let config_path = dir.join("config.json");
         let config_bytes = read(&config_path)?;
-        let config: Config = serde_json::from_slice(&config_bytes).map_err(|source| {
-            ModelError::Config {
+        let config: Config =
+            serde_json::from_slice(&config_bytes).map_err(|source| ModelError::Config {
                 path: config_path.clone(),
                 source,
-            }
-        })?;
+            })?;
         // The config is not covered by the checksum; a wrong width would
         // only fail later, deep inside a matmul.
         let hidden = config_hidden_size(&config_bytes);
@@ -176,13 +175,12 @@ impl MiniLm {
         }
 
         let tokenizer_path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            Tokenizer::from_bytes(read(&tokenizer_path)?).map_err(|source| {
-                ModelError::Tokenizer {
-                    path: tokenizer_path.clone(),
-                    source,
-                }
-            })?;
+        let mut tokenizer = Tokenizer::from_bytes(read(&tokenizer_path)?).map_err(|source| {
+            ModelError::Tokenizer {
+                path: tokenizer_path.clone(),
+                source,
+            }
+        })?;
         // The shipped tokenizer pads every input to 128 tokens; pad a batch
         // only to its longest text instead, the attention mask hides the rest.
         tokenizer.with_padding(Some(PaddingParams {

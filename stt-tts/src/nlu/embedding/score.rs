@@ -50,12 +50,9 @@ pub fn intent_score(utterance: &[f32], intent: &IntentVectors) -> f32 {
         .iter()
         .map(|e| cosine(utterance, e))
         .fold(f32::NEG_INFINITY, f32::max);
-    let description = intent
-        .description
-        .as_ref()
-        .map_or(f32::NEG_INFINITY, |d| {
-            cosine(utterance, d) - DESCRIPTION_DISCOUNT
-        });
+    let description = intent.description.as_ref().map_or(f32::NEG_INFINITY, |d| {
+        cosine(utterance, d) - DESCRIPTION_DISCOUNT
+    });
     let s = best_example.max(description);
     if s.is_finite() {
         s
