@@ -255,7 +255,7 @@ async fn slots_of_the_winner_and_the_engine_over_a_real_worker_socket() {
     assert_eq!(r.intent.as_deref(), Some("order_status"), "{r:?}");
     assert_eq!(
         r.slots.get("order"),
-        Some(&SlotValue::Digits("55213".into()))
+        Some(&SlotValue::Digits("5521".into()))
     );
     assert_eq!(
         r.slots.get("date"),

@@ -26,9 +26,9 @@ pub const DESCRIPTION_DISCOUNT: f32 = 0.05;
 /// SLOPE_MARGIN·(best − runner_up))`, a logistic over the best similarity
 /// and its margin over the runner-up, fitted on the phrasing table in
 /// `docs/nlu.md`.
-pub const SLOPE_SIM: f32 = 14.0;
-pub const SIM_CENTRE: f32 = 0.52;
-pub const SLOPE_MARGIN: f32 = 10.0;
+pub const SLOPE_SIM: f32 = 9.0;
+pub const SIM_CENTRE: f32 = 0.47;
+pub const SLOPE_MARGIN: f32 = 6.5;
 
 /// Below this confidence no intent is named (`intent: None`); the
 /// candidates still appear as alternatives.
@@ -161,7 +161,7 @@ mod tests {
         assert!(calibrate(0.9, 0.3) > 0.95);
         assert!(calibrate(0.9, 0.3) > calibrate(0.9, 0.8));
         assert!(calibrate(0.7, 0.3) > calibrate(0.5, 0.3));
-        assert!(calibrate(0.15, 0.1) < 0.05);
+        assert!(calibrate(0.15, 0.1) < 0.1);
         for (s, r) in [(1.0, 0.0), (-1.0, 1.0), (0.0, 0.0)] {
             assert!((0.0..=1.0).contains(&calibrate(s, r)));
         }
