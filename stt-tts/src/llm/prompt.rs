@@ -343,7 +343,7 @@ mod tests {
             alternatives: vec![],
             slots,
             reply: Some("Sure.".into()),
-            engine: None,
+            engine: Some("llm".into()),
         };
         let text = answer_json(&r, Some(&req()));
         assert_eq!(parse_answer(&text, &req()).expect("parse"), r);

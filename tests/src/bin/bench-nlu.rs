@@ -338,6 +338,10 @@ fn main() -> anyhow::Result<()> {
         "engine": "minilm-embedding",
         "model": "all-MiniLM-L6-v2 (candle, CPU, f32)",
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        // Other work on the machine inflates every number below.
+        "loadavg_1m_at_end": std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse::<f64>().ok())),
         "model_load_ms_including_sha256": load_ms,
         "intent_set": { "intents": set.len(), "phrases_embedded": examples },
         "intent_set_embedding": summary(set_ms),
