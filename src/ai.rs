@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use voxgate_stt_tts::espeak::EspeakTts;
-use voxgate_stt_tts::nlu::lexical::LexicalIntentEngine;
+use voxgate_stt_tts::nlu::embedding::build_intent_engine;
 use voxgate_stt_tts::simulator;
 use voxgate_stt_tts::worker::{serve_worker, Engines, WorkerToken};
 
@@ -30,7 +30,24 @@ pub async fn worker(args: WorkerArgs) -> i32 {
     for name in &args.engines {
         match name.trim() {
             "tts" => engines.tts = Some(Arc::new(EspeakTts::default())),
-            "nlu" => engines.nlu = Some(Arc::new(LexicalIntentEngine)),
+            "nlu" => {
+                // Loading reads and hashes ~90 MB: off the async threads.
+                let dir = args.nlu_model.clone();
+                match tokio::task::spawn_blocking(move || build_intent_engine(&dir)).await {
+                    Ok(Ok(built)) => {
+                        tracing::info!(engine = built.kind.name(), "worker nlu engine");
+                        engines.nlu = Some(built.engine);
+                    }
+                    Ok(Err(e)) => {
+                        eprintln!("voxgate: --nlu-model {}: {e}", args.nlu_model.display());
+                        return exit::USAGE;
+                    }
+                    Err(e) => {
+                        eprintln!("voxgate: loading the intent model: {e}");
+                        return exit::SOFTWARE;
+                    }
+                }
+            }
             "stt" => {
                 eprintln!("voxgate: --engines stt: no local speech-to-text engine is built in yet (whisper-rs is not integrated)");
                 return exit::USAGE;

@@ -51,9 +51,17 @@ pub enum Command {
 pub struct WorkerArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9300")]
     pub listen: String,
-    /// Engines to serve: tts (espeak-ng), nlu (the lexical classifier).
+    /// Engines to serve: tts (espeak-ng), nlu (the embedding intent
+    /// classifier; the lexical fallback when its model is absent).
     #[arg(long, value_delimiter = ',', default_value = "tts,nlu")]
     pub engines: Vec<String>,
+    /// The all-MiniLM-L6-v2 directory (`make models` fills the default).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "data/models/all-MiniLM-L6-v2"
+    )]
+    pub nlu_model: PathBuf,
     /// The bearer token clients must send.
     #[arg(long, env = env::WORKER_TOKEN, hide_env_values = true)]
     pub token: String,

@@ -77,6 +77,8 @@ pub enum EngineError {
     /// [`EngineError::RateLimited`]).
     #[error("OpenAI TTS: {0}")]
     OpenAiTts(crate::openai_tts::OpenAiTtsError),
+    #[error("embedding intent classification failed: {0}")]
+    Embedding(#[from] crate::nlu::embedding::EmbedError),
 }
 
 impl EngineError {
@@ -96,6 +98,8 @@ impl EngineError {
             Self::Llm(e) => e.blame(),
             Self::Deepgram(e) => e.blame(),
             Self::OpenAiTts(e) => e.blame(),
+            // The local model runs in-process: a failure is ours.
+            Self::Embedding(_) => Blame::Internal,
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -119,6 +123,8 @@ impl EngineError {
             Self::Llm(e) => e.retryable(),
             Self::Deepgram(e) => e.retryable(),
             Self::OpenAiTts(e) => e.retryable(),
+            // The same input fails the same way on the same model.
+            Self::Embedding(_) => false,
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -137,9 +143,11 @@ impl EngineError {
             Self::Unsupported { .. } => ErrorCode::UnsupportedKind,
             Self::Deepgram(crate::deepgram::DeepgramError::Malformed { .. }) => ErrorCode::BadFrame,
             Self::Deepgram(_) | Self::OpenAiTts(_) => ErrorCode::EngineFailed,
-            Self::ConnectionLost { .. } | Self::Synthesis(_) | Self::Resample(_) | Self::Llm(_) => {
-                ErrorCode::EngineFailed
-            }
+            Self::ConnectionLost { .. }
+            | Self::Synthesis(_)
+            | Self::Resample(_)
+            | Self::Llm(_)
+            | Self::Embedding(_) => ErrorCode::EngineFailed,
         }
     }
 }

@@ -9,6 +9,10 @@
 //! - [`nlu`]: the intent contract ([`nlu::IntentEngine`],
 //!   [`nlu::IntentResult`]), slot extraction, and the lexical fallback
 //!   classifier used when no embedding model is present.
+//! - [`nlu::embedding`]: the embedding intent classifier (all-MiniLM-L6-v2
+//!   through candle, sha256-checked; calibrated cosine scoring) and
+//!   [`nlu::embedding::build_intent_engine`], which falls back to the
+//!   labelled lexical classifier when the model is absent.
 //! - [`error`]: [`error::EngineError`] with blame and retryability.
 //! - [`espeak`]: espeak-ng as a [`tts::TtsEngine`].
 //! - [`tts_cache`]: [`tts_cache::CachedTts`], a memory (LRU) and disk cache

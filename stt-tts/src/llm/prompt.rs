@@ -210,6 +210,7 @@ pub fn parse_answer(text: &str, req: &NluRequest) -> Result<IntentResult, Answer
         alternatives: Vec::new(),
         slots,
         reply,
+        engine: Some("llm".to_owned()),
     })
 }
 
@@ -342,6 +343,7 @@ mod tests {
             alternatives: vec![],
             slots,
             reply: Some("Sure.".into()),
+            engine: Some("llm".into()),
         };
         let text = answer_json(&r, Some(&req()));
         assert_eq!(parse_answer(&text, &req()).expect("parse"), r);

@@ -14,6 +14,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::slots::{extract, words};
 use super::{IntentEngine, IntentResult, IntentScore, IntentSpec, NluRequest, NluStream};
 
+/// The name this classifier answers under ([`IntentResult::engine`]): it
+/// is only ever the fallback, and records and logs must say so.
+pub const LEXICAL_FALLBACK_ENGINE: &str = "lexical-fallback";
+
 /// Words too common to tell intents apart.
 const STOPWORDS: &[&str] = &[
     "a", "an", "the", "i", "i'd", "i'm", "me", "my", "mine", "to", "is", "am", "are", "was", "be",
@@ -164,6 +168,7 @@ impl LexicalIndex {
                 .collect(),
             slots,
             reply: None,
+            engine: None,
         }
     }
 }
@@ -176,7 +181,10 @@ pub struct LexicalIntentEngine;
 impl LexicalIntentEngine {
     /// Classifies one request synchronously.
     pub fn classify_request(request: &NluRequest) -> IntentResult {
-        LexicalIndex::new(&request.intents).classify(&request.utterance)
+        IntentResult {
+            engine: Some(LEXICAL_FALLBACK_ENGINE.to_owned()),
+            ..LexicalIndex::new(&request.intents).classify(&request.utterance)
+        }
     }
 }
 

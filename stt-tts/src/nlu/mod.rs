@@ -5,6 +5,7 @@
 //! so the orchestrator can enforce a first-token deadline instead of a read
 //! timeout. Engines that do not stream send the result alone.
 
+pub mod embedding;
 pub mod lexical;
 pub mod slots;
 
@@ -126,6 +127,11 @@ pub struct IntentResult {
     /// A reply to speak, when the engine writes one (LLMs do).
     #[serde(default)]
     pub reply: Option<String>,
+    /// Which engine answered: [`embedding::EMBEDDING_ENGINE`],
+    /// [`lexical::LEXICAL_FALLBACK_ENGINE`], `llm`, … so that a call record
+    /// shows when the fallback decided. Absent from older peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl IntentResult {
@@ -137,6 +143,7 @@ impl IntentResult {
             alternatives: Vec::new(),
             slots: BTreeMap::new(),
             reply: None,
+            engine: None,
         }
     }
 }
