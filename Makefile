@@ -17,7 +17,10 @@ export VOXGATE_BIN
 #   sox, libsox-fmt-all  test fixtures: WAV conversion and measurement
 #   procps           ps/kill used by the test helpers and bench
 #   curl             health checks in bench/run and the README
-DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl
+#   cmake, clang, libclang-dev  building whisper.cpp (whisper-rs-sys runs
+#                    CMake, and bindgen needs libclang); see .cargo/config.toml
+DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl \
+	cmake clang libclang-dev
 
 .PHONY: deps build run test bench lint fmt fmt-check
 
@@ -54,6 +57,7 @@ test: deps
 bench: deps build
 	bench/run
 	bench/flows
+	bench/whisper
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

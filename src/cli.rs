@@ -41,15 +41,21 @@ pub enum Command {
     /// Run the provider simulator: a test double for remote paid STT, TTS
     /// and LLM services, with scripted answers, delays and faults.
     Simulate(SimulateArgs),
+    /// Download and verify model files (whisper).
+    #[command(subcommand)]
+    Models(crate::models::ModelsCommand),
 }
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9300")]
     pub listen: String,
-    /// Engines to serve: tts (espeak-ng), nlu (the lexical classifier).
+    /// Engines to serve: stt (whisper, needs --whisper-model), tts
+    /// (espeak-ng), nlu (the lexical classifier).
     #[arg(long, value_delimiter = ',', default_value = "tts,nlu")]
     pub engines: Vec<String>,
+    #[command(flatten)]
+    pub whisper: crate::models::WhisperArgs,
     /// The bearer token clients must send.
     #[arg(long, env = env::WORKER_TOKEN, hide_env_values = true)]
     pub token: String,

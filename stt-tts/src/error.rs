@@ -69,6 +69,8 @@ pub enum EngineError {
     Resample(#[from] voxgate_gateway::audio::ResampleError),
     #[error("LLM call failed: {0}")]
     Llm(#[from] crate::llm::LlmError),
+    #[error("speech recognition failed: {0}")]
+    Stt(crate::whisper::WhisperError),
 }
 
 impl EngineError {
@@ -86,6 +88,8 @@ impl EngineError {
                 _ => Blame::Provider,
             },
             Self::Llm(e) => e.blame(),
+            Self::Stt(e) if e.is_bad_request() => Blame::Internal,
+            Self::Stt(_) => Blame::Provider,
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -107,6 +111,7 @@ impl EngineError {
                     | voxgate_gateway::audio::TtsError::Failed { .. }
             ),
             Self::Llm(e) => e.retryable(),
+            Self::Stt(e) => e.retryable(),
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -122,10 +127,13 @@ impl EngineError {
             Self::RateLimited { .. } | Self::Unavailable { .. } => ErrorCode::Overloaded,
             Self::Cancelled => ErrorCode::Cancelled,
             Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            Self::Stt(e) if e.is_bad_request() => ErrorCode::InvalidRequest,
             Self::Unsupported { .. } => ErrorCode::UnsupportedKind,
-            Self::ConnectionLost { .. } | Self::Synthesis(_) | Self::Resample(_) | Self::Llm(_) => {
-                ErrorCode::EngineFailed
-            }
+            Self::ConnectionLost { .. }
+            | Self::Synthesis(_)
+            | Self::Resample(_)
+            | Self::Llm(_)
+            | Self::Stt(_) => ErrorCode::EngineFailed,
         }
     }
 }
