@@ -242,6 +242,8 @@ pub async fn fetch(
         url: url.clone(),
         source,
     };
+    // reqwest is built without a default TLS provider and panics without one.
+    voxgate_gateway::crypto::install_crypto_provider();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(60))

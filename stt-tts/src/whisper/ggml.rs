@@ -19,7 +19,7 @@
 //!   i32 n_dims, i32 name_len, i32 type, i32 ne[n_dims], name, data
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
@@ -524,13 +524,22 @@ pub fn check<R: Read + Seek>(inner: R, len: u64) -> Result<ModelInfo, CheckError
     }
 
     let expected: HashMap<String, TensorSpec> = expected_tensors(&hp, w).into_iter().collect();
-    let mut seen: HashMap<String, ()> = HashMap::with_capacity(expected.len());
+    let mut seen: HashSet<String> = HashSet::with_capacity(expected.len());
     // The loader stops at the first header it cannot read whole, so up to
     // 11 stray bytes would be ignored by it; they are still not a model.
     while r.pos < r.len {
         let at = r.pos;
         if r.len - at < 12 {
-            return Err(FormatError::TrailingBytes { extra: r.len - at }.into());
+            // Too short for a header: stray bytes after a complete model,
+            // or a model cut off.
+            if seen.len() == expected.len() {
+                return Err(FormatError::TrailingBytes { extra: r.len - at }.into());
+            }
+            return Err(FormatError::Truncated {
+                offset: r.len,
+                what: "a tensor header",
+            }
+            .into());
         }
         let n_dims = r.i32("a tensor header")?;
         let name_len = r.i32("a tensor header")?;
@@ -555,7 +564,7 @@ pub fn check<R: Read + Seek>(inner: R, len: u64) -> Result<ModelInfo, CheckError
         let Some(want) = expected.get(&name) else {
             return Err(FormatError::UnknownTensor { name }.into());
         };
-        if seen.insert(name.clone(), ()).is_some() {
+        if !seen.insert(name.clone()) {
             return Err(FormatError::DuplicateTensor { name }.into());
         }
         if ne != want.ne {
@@ -579,7 +588,7 @@ pub fn check<R: Read + Seek>(inner: R, len: u64) -> Result<ModelInfo, CheckError
     if seen.len() != expected.len() {
         let example = expected
             .keys()
-            .find(|k| !seen.contains_key(*k))
+            .find(|k| !seen.contains(*k))
             .cloned()
             .unwrap_or_default();
         return Err(FormatError::MissingTensors {
