@@ -203,7 +203,12 @@ mod tests {
         format!("http://{addr}")
     }
 
-    fn args(size: &str, from: String, data_dir: &std::path::Path, sha: Option<String>) -> FetchArgs {
+    fn args(
+        size: &str,
+        from: String,
+        data_dir: &std::path::Path,
+        sha: Option<String>,
+    ) -> FetchArgs {
         FetchArgs {
             family: ModelFamily::Whisper,
             size: size.into(),
@@ -222,7 +227,10 @@ mod tests {
         let digest = fetch::sha256_hex(&body);
         let base = serve(body.clone()).await;
         // The table's digest for "tiny" cannot match these bytes.
-        assert_eq!(fetch_model(args("tiny", base.clone(), &dir, None)).await, exit::SOFTWARE);
+        assert_eq!(
+            fetch_model(args("tiny", base.clone(), &dir, None)).await,
+            exit::SOFTWARE
+        );
         let model_dir = dir.join(whisper::MODELS_SUBDIR);
         assert!(!model_dir.join("ggml-tiny.bin").exists());
         assert!(!model_dir.join("ggml-tiny.bin.part").exists());
@@ -234,7 +242,10 @@ mod tests {
             std::fs::read(model_dir.join("ggml-mine.bin")).expect("file"),
             body
         );
-        assert_eq!(fetch_model(args("nope", base, &dir, None)).await, exit::USAGE);
+        assert_eq!(
+            fetch_model(args("nope", base, &dir, None)).await,
+            exit::USAGE
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

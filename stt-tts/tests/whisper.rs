@@ -106,7 +106,10 @@ fn assert_sane(t: &Transcript, start_ms: u64, end_ms: u64) {
     assert_eq!((t.start_ms, t.end_ms), (start_ms, end_ms), "{t:?}");
     assert!((0.0..=1.0).contains(&t.confidence), "{t:?}");
     for w in &t.words {
-        assert!(start_ms <= w.start_ms && w.start_ms <= w.end_ms && w.end_ms <= end_ms, "{w:?}");
+        assert!(
+            start_ms <= w.start_ms && w.start_ms <= w.end_ms && w.end_ms <= end_ms,
+            "{w:?}"
+        );
         assert!((0.0..=1.0).contains(&w.confidence), "{w:?}");
         assert!(!w.text.is_empty());
     }
@@ -226,7 +229,10 @@ async fn an_english_only_model_takes_only_english() {
         model.language_for("fr-FR"),
         Err(WhisperError::EnglishOnlyModel { .. })
     ));
-    let t = model.transcribe(&speechish(500), "en").await.expect("decode");
+    let t = model
+        .transcribe(&speechish(500), "en")
+        .await
+        .expect("decode");
     assert_sane(&t, 0, 500);
 }
 
@@ -322,8 +328,14 @@ fn missing_unreadable_and_corrupt_models_are_clean_errors_at_load() {
 
     let missing = dir.0.join("nope.bin");
     let e = WhisperModel::load(&missing, test_config()).expect_err("missing");
-    assert!(matches!(&e, WhisperError::ModelMissing { path } if path == &missing), "{e}");
-    assert!(e.to_string().contains("voxgate models fetch whisper"), "{e}");
+    assert!(
+        matches!(&e, WhisperError::ModelMissing { path } if path == &missing),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("voxgate models fetch whisper"),
+        "{e}"
+    );
 
     let e = WhisperModel::load(&dir.0, test_config()).expect_err("a directory");
     assert!(matches!(e, WhisperError::ModelUnreadable { .. }), "{e}");
@@ -363,16 +375,37 @@ fn missing_unreadable_and_corrupt_models_are_clean_errors_at_load() {
 
     // Hyperparameters whisper.cpp would abort or misbehave on.
     assert!(matches!(
-        corrupt(&dir, "state.bin", &with_i32(good.clone(), HParams::OFFSET_N_AUDIO_STATE, 24)),
-        FormatError::BadHparam { name: "n_text_state", .. }
+        corrupt(
+            &dir,
+            "state.bin",
+            &with_i32(good.clone(), HParams::OFFSET_N_AUDIO_STATE, 24)
+        ),
+        FormatError::BadHparam {
+            name: "n_text_state",
+            ..
+        }
     ));
     assert!(matches!(
-        corrupt(&dir, "heads.bin", &with_i32(good.clone(), HParams::OFFSET_N_TEXT_HEAD, 3)),
-        FormatError::BadHparam { name: "n_text_head", .. }
+        corrupt(
+            &dir,
+            "heads.bin",
+            &with_i32(good.clone(), HParams::OFFSET_N_TEXT_HEAD, 3)
+        ),
+        FormatError::BadHparam {
+            name: "n_text_head",
+            ..
+        }
     ));
     assert!(matches!(
-        corrupt(&dir, "vocab.bin", &with_i32(good.clone(), HParams::OFFSET_N_VOCAB, 60000)),
-        FormatError::BadHparam { name: "n_vocab", .. }
+        corrupt(
+            &dir,
+            "vocab.bin",
+            &with_i32(good.clone(), HParams::OFFSET_N_VOCAB, 60000)
+        ),
+        FormatError::BadHparam {
+            name: "n_vocab",
+            ..
+        }
     ));
     for ftype in [4, 99, -1, 1005] {
         assert!(
@@ -391,11 +424,19 @@ fn missing_unreadable_and_corrupt_models_are_clean_errors_at_load() {
     // A vocabulary count larger than the model's, and a token claiming 2 GB.
     let vocab_at = HParams::END + 8 + 80 * 201 * 4;
     assert!(matches!(
-        corrupt(&dir, "tokens.bin", &with_i32(good.clone(), vocab_at, 1 << 30)),
+        corrupt(
+            &dir,
+            "tokens.bin",
+            &with_i32(good.clone(), vocab_at, 1 << 30)
+        ),
         FormatError::BadVocabSize { .. }
     ));
     assert!(matches!(
-        corrupt(&dir, "token.bin", &with_i32(good.clone(), vocab_at + 4, i32::MAX)),
+        corrupt(
+            &dir,
+            "token.bin",
+            &with_i32(good.clone(), vocab_at + 4, i32::MAX)
+        ),
         FormatError::TokenTooLong { index: 0, .. }
     ));
 
@@ -409,11 +450,19 @@ fn missing_unreadable_and_corrupt_models_are_clean_errors_at_load() {
         FormatError::UnknownTensor { .. }
     ));
     assert!(matches!(
-        corrupt(&dir, "ttype.bin", &with_i32(good.clone(), tensors_at + 8, 1)),
+        corrupt(
+            &dir,
+            "ttype.bin",
+            &with_i32(good.clone(), tensors_at + 8, 1)
+        ),
         FormatError::TensorType { .. }
     ));
     assert!(matches!(
-        corrupt(&dir, "shape.bin", &with_i32(good.clone(), tensors_at + 12, 17)),
+        corrupt(
+            &dir,
+            "shape.bin",
+            &with_i32(good.clone(), tensors_at + 12, 17)
+        ),
         FormatError::TensorShape { .. }
     ));
     assert!(matches!(
@@ -491,7 +540,6 @@ async fn serve_file(name: &'static str, body: Vec<u8>) -> String {
     });
     format!("http://{addr}")
 }
-
 
 mod fetch {
     use super::*;
@@ -575,9 +623,12 @@ mod fetch {
         }
         assert!(leftovers(&dir).is_empty());
 
-        let e = fetch(&request(&dir, "tiny", &base, Some("0".repeat(64))), |_, _| {})
-            .await
-            .expect_err("no override for known sizes");
+        let e = fetch(
+            &request(&dir, "tiny", &base, Some("0".repeat(64))),
+            |_, _| {},
+        )
+        .await
+        .expect_err("no override for known sizes");
         assert!(matches!(e, FetchError::DigestOverride { .. }), "{e}");
     }
 
@@ -588,16 +639,22 @@ mod fetch {
         let e = fetch(&request(&dir, "base.en", &base, None), |_, _| {})
             .await
             .expect_err("404");
-        assert!(matches!(e, FetchError::HttpStatus { status: 404, .. }), "{e}");
+        assert!(
+            matches!(e, FetchError::HttpStatus { status: 404, .. }),
+            "{e}"
+        );
         for size in ["huge", "../etc", ""] {
             let e = fetch(&request(&dir, size, &base, None), |_, _| {})
                 .await
                 .expect_err(size);
             assert!(matches!(e, FetchError::UnknownSize { .. }), "{size}: {e}");
         }
-        let e = fetch(&request(&dir, "custom", &base, Some("xyz".into())), |_, _| {})
-            .await
-            .expect_err("bad digest");
+        let e = fetch(
+            &request(&dir, "custom", &base, Some("xyz".into())),
+            |_, _| {},
+        )
+        .await
+        .expect_err("bad digest");
         assert!(matches!(e, FetchError::BadDigest), "{e}");
         assert!(leftovers(&dir).is_empty());
     }

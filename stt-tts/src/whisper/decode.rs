@@ -121,7 +121,11 @@ fn centis_to_ms(t: i64) -> Option<u64> {
 impl Pool {
     /// Wraps `ctx` with up to `states` decoder states. One is made now, so
     /// a model whose state cannot be allocated fails at load time.
-    pub fn new(ctx: WhisperContext, settings: Settings, states: usize) -> Result<Self, WhisperError> {
+    pub fn new(
+        ctx: WhisperContext,
+        settings: Settings,
+        states: usize,
+    ) -> Result<Self, WhisperError> {
         let first = Self::new_slot(&ctx)?;
         let token_eot = ctx.token_eot();
         Ok(Self {
@@ -158,7 +162,11 @@ impl Pool {
 
     /// Decodes `pcm` (16 kHz mono, -1..1). Waits for a free state first;
     /// dropping the future aborts the decode.
-    pub async fn decode(self: Arc<Self>, pcm: Vec<f32>, lang: Lang) -> Result<Decoded, WhisperError> {
+    pub async fn decode(
+        self: Arc<Self>,
+        pcm: Vec<f32>,
+        lang: Lang,
+    ) -> Result<Decoded, WhisperError> {
         if pcm.is_empty() {
             return Ok(Decoded::default());
         }
@@ -197,16 +205,24 @@ impl Pool {
         }
         let mut segments = Vec::new();
         for seg in slot.state.as_iter() {
-            let text = seg.to_str_lossy().map_err(WhisperError::Decode)?.into_owned();
+            let text = seg
+                .to_str_lossy()
+                .map_err(WhisperError::Decode)?
+                .into_owned();
             let mut tokens = Vec::new();
             for i in 0..seg.n_tokens() {
-                let Some(tok) = seg.get_token(i) else { continue };
+                let Some(tok) = seg.get_token(i) else {
+                    continue;
+                };
                 if tok.token_id() >= self.token_eot {
                     continue;
                 }
                 let data = tok.token_data();
                 tokens.push(DecodedToken {
-                    text: tok.to_str_lossy().map_err(WhisperError::Decode)?.into_owned(),
+                    text: tok
+                        .to_str_lossy()
+                        .map_err(WhisperError::Decode)?
+                        .into_owned(),
                     p: data.p,
                     start_ms: centis_to_ms(data.t0),
                     end_ms: centis_to_ms(data.t1),
@@ -251,7 +267,11 @@ pub(crate) fn to_transcript(decoded: &Decoded, offset_ms: u64, duration_ms: u64)
             text.push_str(piece);
         }
         for tok in &seg.tokens {
-            let p = if tok.p.is_finite() { tok.p.clamp(0.0, 1.0) } else { 0.0 };
+            let p = if tok.p.is_finite() {
+                tok.p.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             probs.push(p);
             let start = clamp(tok.start_ms.unwrap_or(seg.start_ms));
             let end = clamp(tok.end_ms.unwrap_or(seg.end_ms)).max(start);

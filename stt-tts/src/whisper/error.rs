@@ -52,17 +52,16 @@ impl WhisperError {
     /// Whether the same audio may be sent again (to another worker):
     /// decode failures may be transient (memory), bad requests are not.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::State(_) | Self::Decode(_) | Self::TaskFailed(_)
-        )
+        matches!(self, Self::State(_) | Self::Decode(_) | Self::TaskFailed(_))
     }
 
     /// Whether the request itself was at fault (rate, language).
     pub fn is_bad_request(&self) -> bool {
         matches!(
             self,
-            Self::UnsupportedRate { .. } | Self::UnknownLanguage { .. } | Self::EnglishOnlyModel { .. }
+            Self::UnsupportedRate { .. }
+                | Self::UnknownLanguage { .. }
+                | Self::EnglishOnlyModel { .. }
         )
     }
 }

@@ -28,27 +28,90 @@ const MAX_BYTES: u64 = 4 << 30;
 /// eaispart/whisper.cpp). A wrong digest can only make the download fail,
 /// never accept a different file.
 pub const KNOWN_MODELS: &[(&str, &str)] = &[
-    ("tiny", "be07e048e1e599ad46341c8d2a135645097a538221678b7acdd1b1919c6e1b21"),
-    ("tiny.en", "921e4cf8686fdd993dcd081a5da5b6c365bfde1162e72b08d75ac75289920b1f"),
-    ("tiny-q5_1", "818710568da3ca15689e31a743197b520007872ff9576237bda97bd1b469c3d7"),
-    ("tiny.en-q8_0", "5bc2b3860aa151a4c6e7bb095e1fcce7cf12c7b020ca08dcec0c6d018bb7dd94"),
-    ("base", "60ed5bc3dd14eea856493d334349b405782ddcaf0028d4b5df4088345fba2efe"),
-    ("base.en", "a03779c86df3323075f5e796cb2ce5029f00ec8869eee3fdfb897afe36c6d002"),
-    ("base-q5_1", "422f1ae452ade6f30a004d7e5c6a43195e4433bc370bf23fac9cc591f01a8898"),
-    ("base.en-q5_1", "4baf70dd0d7c4247ba2b81fafd9c01005ac77c2f9ef064e00dcf195d0e2fdd2f"),
-    ("small", "1be3a9b2063867b937e64e2ec7483364a79917e157fa98c5d94b5c1fffea987b"),
-    ("small.en", "c6138d6d58ecc8322097e0f987c32f1be8bb0a18532a3f88f734d1bbf9c41e5d"),
-    ("small-q5_1", "ae85e4a935d7a567bd102fe55afc16bb595bdb618e11b2fc7591bc08120411bb"),
-    ("small.en-q5_1", "bfdff4894dcb76bbf647d56263ea2a96645423f1669176f4844a1bf8e478ad30"),
-    ("medium", "6c14d5adee5f86394037b4e4e8b59f1673b6cee10e3cf0b11bbdbee79c156208"),
-    ("medium.en", "cc37e93478338ec7700281a7ac30a10128929eb8f427dda2e865faa8f6da4356"),
-    ("large-v1", "7d99f41a10525d0206bddadd86760181fa920438b6b33237e3118ff6c83bb53d"),
-    ("large-v2", "9a423fe4d40c82774b6af34115b8b935f34152246eb19e80e376071d3f999487"),
-    ("large-v2-q5_0", "3a214837221e4530dbc1fe8d734f302af393eb30bd0ed046042ebf4baf70f6f2"),
-    ("large-v3", "64d182b440b98d5203c4f9bd541544d84c605196c4f7b845dfa11fb23594d1e2"),
-    ("large-v3-q5_0", "d75795ecff3f83b5faa89d1900604ad8c780abd5739fae406de19f23ecd98ad1"),
-    ("large-v3-turbo", "1fc70f774d38eb169993ac391eea357ef47c88757ef72ee5943879b7e8e2bc69"),
-    ("large-v3-turbo-q5_0", "394221709cd5ad1f40c46e6031ca61bce88931e6e088c188294c6d5a55ffa7e2"),
+    (
+        "tiny",
+        "be07e048e1e599ad46341c8d2a135645097a538221678b7acdd1b1919c6e1b21",
+    ),
+    (
+        "tiny.en",
+        "921e4cf8686fdd993dcd081a5da5b6c365bfde1162e72b08d75ac75289920b1f",
+    ),
+    (
+        "tiny-q5_1",
+        "818710568da3ca15689e31a743197b520007872ff9576237bda97bd1b469c3d7",
+    ),
+    (
+        "tiny.en-q8_0",
+        "5bc2b3860aa151a4c6e7bb095e1fcce7cf12c7b020ca08dcec0c6d018bb7dd94",
+    ),
+    (
+        "base",
+        "60ed5bc3dd14eea856493d334349b405782ddcaf0028d4b5df4088345fba2efe",
+    ),
+    (
+        "base.en",
+        "a03779c86df3323075f5e796cb2ce5029f00ec8869eee3fdfb897afe36c6d002",
+    ),
+    (
+        "base-q5_1",
+        "422f1ae452ade6f30a004d7e5c6a43195e4433bc370bf23fac9cc591f01a8898",
+    ),
+    (
+        "base.en-q5_1",
+        "4baf70dd0d7c4247ba2b81fafd9c01005ac77c2f9ef064e00dcf195d0e2fdd2f",
+    ),
+    (
+        "small",
+        "1be3a9b2063867b937e64e2ec7483364a79917e157fa98c5d94b5c1fffea987b",
+    ),
+    (
+        "small.en",
+        "c6138d6d58ecc8322097e0f987c32f1be8bb0a18532a3f88f734d1bbf9c41e5d",
+    ),
+    (
+        "small-q5_1",
+        "ae85e4a935d7a567bd102fe55afc16bb595bdb618e11b2fc7591bc08120411bb",
+    ),
+    (
+        "small.en-q5_1",
+        "bfdff4894dcb76bbf647d56263ea2a96645423f1669176f4844a1bf8e478ad30",
+    ),
+    (
+        "medium",
+        "6c14d5adee5f86394037b4e4e8b59f1673b6cee10e3cf0b11bbdbee79c156208",
+    ),
+    (
+        "medium.en",
+        "cc37e93478338ec7700281a7ac30a10128929eb8f427dda2e865faa8f6da4356",
+    ),
+    (
+        "large-v1",
+        "7d99f41a10525d0206bddadd86760181fa920438b6b33237e3118ff6c83bb53d",
+    ),
+    (
+        "large-v2",
+        "9a423fe4d40c82774b6af34115b8b935f34152246eb19e80e376071d3f999487",
+    ),
+    (
+        "large-v2-q5_0",
+        "3a214837221e4530dbc1fe8d734f302af393eb30bd0ed046042ebf4baf70f6f2",
+    ),
+    (
+        "large-v3",
+        "64d182b440b98d5203c4f9bd541544d84c605196c4f7b845dfa11fb23594d1e2",
+    ),
+    (
+        "large-v3-q5_0",
+        "d75795ecff3f83b5faa89d1900604ad8c780abd5739fae406de19f23ecd98ad1",
+    ),
+    (
+        "large-v3-turbo",
+        "1fc70f774d38eb169993ac391eea357ef47c88757ef72ee5943879b7e8e2bc69",
+    ),
+    (
+        "large-v3-turbo-q5_0",
+        "394221709cd5ad1f40c46e6031ca61bce88931e6e088c188294c6d5a55ffa7e2",
+    ),
 ];
 
 /// The expected SHA-256 (hex) of `ggml-<size>.bin`.
@@ -265,7 +328,9 @@ pub async fn fetch(
         });
     }
 
-    let mut out = tokio::fs::File::create(&part).await.map_err(io_err(&part))?;
+    let mut out = tokio::fs::File::create(&part)
+        .await
+        .map_err(io_err(&part))?;
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     let streamed: Result<(), FetchError> = async {
@@ -326,7 +391,9 @@ mod tests {
         for (size, hash) in KNOWN_MODELS {
             assert!(seen.insert(*size), "{size} twice");
             assert_eq!(hash.len(), 64, "{size}");
-            assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(hash
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         }
         assert_eq!(known_sha256("base.en").map(str::len), Some(64));
         assert_eq!(known_sha256("huge"), None);

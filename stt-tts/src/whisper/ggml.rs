@@ -55,19 +55,84 @@ pub struct GgmlType {
     pub block_bytes: u64,
 }
 
-pub const F32: GgmlType = GgmlType { id: 0, name: "f32", block: 1, block_bytes: 4 };
-pub const F16: GgmlType = GgmlType { id: 1, name: "f16", block: 1, block_bytes: 2 };
-const Q4_0: GgmlType = GgmlType { id: 2, name: "q4_0", block: 32, block_bytes: 18 };
-const Q4_1: GgmlType = GgmlType { id: 3, name: "q4_1", block: 32, block_bytes: 20 };
-const Q5_0: GgmlType = GgmlType { id: 6, name: "q5_0", block: 32, block_bytes: 22 };
-const Q5_1: GgmlType = GgmlType { id: 7, name: "q5_1", block: 32, block_bytes: 24 };
-const Q8_0: GgmlType = GgmlType { id: 8, name: "q8_0", block: 32, block_bytes: 34 };
-const Q2_K: GgmlType = GgmlType { id: 10, name: "q2_k", block: 256, block_bytes: 84 };
-const Q3_K: GgmlType = GgmlType { id: 11, name: "q3_k", block: 256, block_bytes: 110 };
-const Q4_K: GgmlType = GgmlType { id: 12, name: "q4_k", block: 256, block_bytes: 144 };
-const Q5_K: GgmlType = GgmlType { id: 13, name: "q5_k", block: 256, block_bytes: 176 };
-const Q6_K: GgmlType = GgmlType { id: 14, name: "q6_k", block: 256, block_bytes: 210 };
-const BF16: GgmlType = GgmlType { id: 30, name: "bf16", block: 1, block_bytes: 2 };
+pub const F32: GgmlType = GgmlType {
+    id: 0,
+    name: "f32",
+    block: 1,
+    block_bytes: 4,
+};
+pub const F16: GgmlType = GgmlType {
+    id: 1,
+    name: "f16",
+    block: 1,
+    block_bytes: 2,
+};
+const Q4_0: GgmlType = GgmlType {
+    id: 2,
+    name: "q4_0",
+    block: 32,
+    block_bytes: 18,
+};
+const Q4_1: GgmlType = GgmlType {
+    id: 3,
+    name: "q4_1",
+    block: 32,
+    block_bytes: 20,
+};
+const Q5_0: GgmlType = GgmlType {
+    id: 6,
+    name: "q5_0",
+    block: 32,
+    block_bytes: 22,
+};
+const Q5_1: GgmlType = GgmlType {
+    id: 7,
+    name: "q5_1",
+    block: 32,
+    block_bytes: 24,
+};
+const Q8_0: GgmlType = GgmlType {
+    id: 8,
+    name: "q8_0",
+    block: 32,
+    block_bytes: 34,
+};
+const Q2_K: GgmlType = GgmlType {
+    id: 10,
+    name: "q2_k",
+    block: 256,
+    block_bytes: 84,
+};
+const Q3_K: GgmlType = GgmlType {
+    id: 11,
+    name: "q3_k",
+    block: 256,
+    block_bytes: 110,
+};
+const Q4_K: GgmlType = GgmlType {
+    id: 12,
+    name: "q4_k",
+    block: 256,
+    block_bytes: 144,
+};
+const Q5_K: GgmlType = GgmlType {
+    id: 13,
+    name: "q5_k",
+    block: 256,
+    block_bytes: 176,
+};
+const Q6_K: GgmlType = GgmlType {
+    id: 14,
+    name: "q6_k",
+    block: 256,
+    block_bytes: 210,
+};
+const BF16: GgmlType = GgmlType {
+    id: 30,
+    name: "bf16",
+    block: 1,
+    block_bytes: 2,
+};
 
 /// The weight type of a file's `ftype` (`ggml_ftype_to_ggml_type`), for
 /// the ftypes whisper models are published in. Anything else would make
@@ -248,7 +313,10 @@ pub fn expected_tensors(hp: &HParams, w: GgmlType) -> Vec<(String, TensorSpec)> 
     let v = if w == F32 { F32 } else { F16 };
     let (sa, st) = (hp.n_audio_state, hp.n_text_state);
     let mut out: Vec<(String, TensorSpec)> = vec![
-        ("encoder.positional_embedding".into(), spec(F32, &[sa, hp.n_audio_ctx])),
+        (
+            "encoder.positional_embedding".into(),
+            spec(F32, &[sa, hp.n_audio_ctx]),
+        ),
         ("encoder.conv1.weight".into(), spec(v, &[3, hp.n_mels, sa])),
         ("encoder.conv1.bias".into(), spec(F32, &[1, sa])),
         ("encoder.conv2.weight".into(), spec(v, &[3, sa, sa])),
@@ -280,8 +348,14 @@ pub fn expected_tensors(hp: &HParams, w: GgmlType) -> Vec<(String, TensorSpec)> 
         block(&format!("encoder.blocks.{i}"), sa, &mut out);
     }
     out.extend([
-        ("decoder.positional_embedding".into(), spec(F32, &[st, hp.n_text_ctx])),
-        ("decoder.token_embedding.weight".into(), spec(w, &[st, hp.n_vocab])),
+        (
+            "decoder.positional_embedding".into(),
+            spec(F32, &[st, hp.n_text_ctx]),
+        ),
+        (
+            "decoder.token_embedding.weight".into(),
+            spec(w, &[st, hp.n_vocab]),
+        ),
         ("decoder.ln.weight".into(), spec(F32, &[st])),
         ("decoder.ln.bias".into(), spec(F32, &[st])),
     ]);
@@ -505,7 +579,10 @@ pub fn check<R: Read + Seek>(inner: R, len: u64) -> Result<ModelInfo, CheckError
         }
         .into());
     }
-    r.skip(u64::from(n_mel as u32) * u64::from(n_fft as u32) * 4, "the mel filters")?;
+    r.skip(
+        u64::from(n_mel as u32) * u64::from(n_fft as u32) * 4,
+        "the mel filters",
+    )?;
 
     let count = r.i32("the vocabulary size")?;
     if count < 0 || count > hp.n_vocab {

@@ -62,7 +62,9 @@ pub const DEFAULT_SIZE: &str = "base.en";
 
 /// `<data_dir>/models/whisper/ggml-<size>.bin`.
 pub fn model_path(data_dir: &Path, size: &str) -> PathBuf {
-    data_dir.join(MODELS_SUBDIR).join(format!("ggml-{size}.bin"))
+    data_dir
+        .join(MODELS_SUBDIR)
+        .join(format!("ggml-{size}.bin"))
 }
 
 /// How the engine runs.
@@ -112,7 +114,10 @@ impl WhisperConfig {
             return bad("max_concurrent_decodes", "must be 1..=64");
         }
         if !(1_000..=30_000).contains(&self.max_segment_ms) {
-            return bad("max_segment_ms", "must be 1000..=30000 (whisper's window is 30 s)");
+            return bad(
+                "max_segment_ms",
+                "must be 1000..=30000 (whisper's window is 30 s)",
+            );
         }
         if !(1..=8).contains(&self.best_of) {
             return bad("best_of", "must be 1..=8");
@@ -275,7 +280,11 @@ impl WhisperModel {
 
     /// Decodes one utterance of 16 kHz mono PCM (the benchmark's entry;
     /// sessions use the same path).
-    pub async fn transcribe(&self, pcm: &[i16], language: &str) -> Result<Transcript, WhisperError> {
+    pub async fn transcribe(
+        &self,
+        pcm: &[i16],
+        language: &str,
+    ) -> Result<Transcript, WhisperError> {
         let lang = self.language_for(language)?;
         self.decode_at(pcm, 0, lang).await
     }

@@ -231,7 +231,10 @@ mod tests {
         assert_eq!(f.len(), 80 * 201);
         assert!(f.iter().all(|&v| v >= 0.0));
         for m in 0..80 {
-            assert!(f[m * 201..(m + 1) * 201].iter().any(|&v| v > 0.0), "row {m}");
+            assert!(
+                f[m * 201..(m + 1) * 201].iter().any(|&v| v > 0.0),
+                "row {m}"
+            );
         }
     }
 }

@@ -65,7 +65,9 @@ async fn audio() -> (Vec<i16>, &'static str) {
         Ok(pcm) if !pcm.is_empty() => (pcm.to_vec(), "espeak-ng en-us sentence"),
         _ => {
             let pcm = (0..16_000 * 4)
-                .map(|i| (6000.0 * (i as f32 * 440.0 * std::f32::consts::TAU / 16000.0).sin()) as i16)
+                .map(|i| {
+                    (6000.0 * (i as f32 * 440.0 * std::f32::consts::TAU / 16000.0).sin()) as i16
+                })
                 .collect();
             (pcm, "440 Hz tone (espeak-ng unavailable)")
         }
@@ -75,7 +77,10 @@ async fn audio() -> (Vec<i16>, &'static str) {
 async fn measure(model: Arc<WhisperModel>, pcm: &[i16], runs: usize) -> anyhow::Result<Value> {
     let audio_s = pcm.len() as f64 / 16_000.0;
     // Warm-up: first-touch page faults and allocator growth.
-    let warm = model.transcribe(pcm, "en").await.context("warm-up decode")?;
+    let warm = model
+        .transcribe(pcm, "en")
+        .await
+        .context("warm-up decode")?;
     let mut rtfs = Vec::with_capacity(runs);
     let mut decode_ms = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -109,7 +114,8 @@ fn real_model_path() -> PathBuf {
     if let Some(p) = std::env::var_os(whisper::MODEL_ENV) {
         return PathBuf::from(p);
     }
-    let data = std::env::var_os("VOXGATE_DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from);
+    let data =
+        std::env::var_os("VOXGATE_DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from);
     whisper::model_path(&data, whisper::DEFAULT_SIZE)
 }
 
