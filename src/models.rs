@@ -220,6 +220,39 @@ mod tests {
         }
     }
 
+    fn worker_args(listen: String, model: Option<PathBuf>) -> crate::cli::WorkerArgs {
+        crate::cli::WorkerArgs {
+            listen,
+            engines: vec!["stt".into(), "tts".into()],
+            whisper: WhisperArgs {
+                whisper_model: model,
+                whisper_threads: Some(1),
+                whisper_decodes: Some(1),
+            },
+            token: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_with_a_bad_model_stops_before_listening() {
+        // The address is taken: a worker that bound first would fail with
+        // UNAVAILABLE (69); one that checks the model first says USAGE (64).
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = taken.local_addr().expect("addr").to_string();
+        let dir = std::env::temp_dir().join(format!("voxgate-worker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let corrupt = dir.join("ggml-broken.bin");
+        std::fs::write(&corrupt, b"lmgg this is not a model").expect("write");
+
+        for model in [None, Some(dir.join("missing.bin")), Some(corrupt)] {
+            let code = crate::ai::worker(worker_args(addr.clone(), model.clone())).await;
+            assert_eq!(code, exit::USAGE, "{model:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn fetch_exit_codes_follow_the_digest_check() {
         let dir = std::env::temp_dir().join(format!("voxgate-models-{}", std::process::id()));
