@@ -455,7 +455,7 @@ fn check_hparams(hp: &HParams) -> Result<GgmlType, FormatError> {
         .weight_type()
         .ok_or(FormatError::UnsupportedFtype { ftype: hp.ftype })?;
     // Quantized rows must be whole blocks.
-    if w.block > 1 && (hp.n_audio_state as u64 % w.block != 0) {
+    if w.block > 1 && !(hp.n_audio_state as u64).is_multiple_of(w.block) {
         return Err(FormatError::BadHparam {
             name: "n_audio_state",
             value: i64::from(hp.n_audio_state),

@@ -38,7 +38,7 @@ impl Default for TinyModel {
                 n_mels: 80,
                 ftype: 1,
             },
-            seed: 0x5eed_0f_7e57,
+            seed: 0x5eed_0f7e_57ab,
         }
     }
 }
