@@ -25,7 +25,10 @@ export VOXGATE_MINILM_DIR
 #   sox, libsox-fmt-all  test fixtures: WAV conversion and measurement
 #   procps           ps/kill used by the test helpers and bench
 #   curl             health checks in bench/run and the README
-DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl
+#   cmake, clang, libclang-dev  building whisper.cpp (whisper-rs-sys runs
+#                    CMake, and bindgen needs libclang); see .cargo/config.toml
+DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl \
+	cmake clang libclang-dev
 
 .PHONY: deps models build run test bench lint fmt fmt-check
 
@@ -67,6 +70,7 @@ test: deps models
 bench: deps build
 	bench/run
 	bench/flows
+	bench/whisper
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

@@ -48,12 +48,14 @@ pub async fn worker(args: WorkerArgs) -> i32 {
                     }
                 }
             }
-            "stt" => {
-                eprintln!("voxgate: --engines stt: no local speech-to-text engine is built in yet (whisper-rs is not integrated)");
-                return exit::USAGE;
-            }
+            // Loaded before the socket is bound: a missing or corrupt
+            // model stops the worker here with a clear error.
+            "stt" => match args.whisper.load().await {
+                Ok(stt) => engines.stt = Some(stt),
+                Err(code) => return code,
+            },
             other => {
-                eprintln!("voxgate: --engines {other}: unknown engine (tts, nlu)");
+                eprintln!("voxgate: --engines {other}: unknown engine (stt, tts, nlu)");
                 return exit::USAGE;
             }
         }

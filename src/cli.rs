@@ -45,14 +45,18 @@ pub enum Command {
     /// Run the provider simulator: a test double for remote paid STT, TTS
     /// and LLM services, with scripted answers, delays and faults.
     Simulate(SimulateArgs),
+    /// Download and verify model files (whisper).
+    #[command(subcommand)]
+    Models(crate::models::ModelsCommand),
 }
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9300")]
     pub listen: String,
-    /// Engines to serve: tts (espeak-ng), nlu (the embedding intent
-    /// classifier; the lexical fallback when its model is absent).
+    /// Engines to serve: stt (whisper, needs --whisper-model), tts
+    /// (espeak-ng), nlu (the embedding intent classifier; the lexical
+    /// fallback when its model is absent).
     #[arg(long, value_delimiter = ',', default_value = "tts,nlu")]
     pub engines: Vec<String>,
     /// The all-MiniLM-L6-v2 directory (`make models` fills the default).
@@ -62,6 +66,8 @@ pub struct WorkerArgs {
         default_value = "data/models/all-MiniLM-L6-v2"
     )]
     pub nlu_model: PathBuf,
+    #[command(flatten)]
+    pub whisper: crate::models::WhisperArgs,
     /// The bearer token clients must send.
     #[arg(long, env = env::WORKER_TOKEN, hide_env_values = true)]
     pub token: String,

@@ -10,6 +10,7 @@ mod admin;
 mod ai;
 mod call;
 mod cli;
+mod models;
 mod policy;
 mod serve;
 
@@ -108,6 +109,11 @@ fn run(cli: Cli) -> i32 {
         Command::Simulate(args) => {
             init_tracing();
             with_runtime(ai::simulate(args))
+        }
+        Command::Models(cmd) => {
+            init_tracing_with_default("warn");
+            install_crypto_provider();
+            with_runtime(models::run(cmd))
         }
     }
 }

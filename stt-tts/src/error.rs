@@ -79,6 +79,8 @@ pub enum EngineError {
     OpenAiTts(crate::openai_tts::OpenAiTtsError),
     #[error("embedding intent classification failed: {0}")]
     Embedding(#[from] crate::nlu::embedding::EmbedError),
+    #[error("speech recognition failed: {0}")]
+    Stt(crate::whisper::WhisperError),
 }
 
 impl EngineError {
@@ -100,6 +102,8 @@ impl EngineError {
             Self::OpenAiTts(e) => e.blame(),
             // The local model runs in-process: a failure is ours.
             Self::Embedding(_) => Blame::Internal,
+            Self::Stt(e) if e.is_bad_request() => Blame::Internal,
+            Self::Stt(_) => Blame::Provider,
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -125,6 +129,7 @@ impl EngineError {
             Self::OpenAiTts(e) => e.retryable(),
             // The same input fails the same way on the same model.
             Self::Embedding(_) => false,
+            Self::Stt(e) => e.retryable(),
             Self::Cancelled
             | Self::InvalidRequest { .. }
             | Self::Unsupported { .. }
@@ -140,6 +145,7 @@ impl EngineError {
             Self::RateLimited { .. } | Self::Unavailable { .. } => ErrorCode::Overloaded,
             Self::Cancelled => ErrorCode::Cancelled,
             Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            Self::Stt(e) if e.is_bad_request() => ErrorCode::InvalidRequest,
             Self::Unsupported { .. } => ErrorCode::UnsupportedKind,
             Self::Deepgram(crate::deepgram::DeepgramError::Malformed { .. }) => ErrorCode::BadFrame,
             Self::Deepgram(_) | Self::OpenAiTts(_) => ErrorCode::EngineFailed,
@@ -147,7 +153,8 @@ impl EngineError {
             | Self::Synthesis(_)
             | Self::Resample(_)
             | Self::Llm(_)
-            | Self::Embedding(_) => ErrorCode::EngineFailed,
+            | Self::Embedding(_)
+            | Self::Stt(_) => ErrorCode::EngineFailed,
         }
     }
 }

@@ -30,6 +30,9 @@
 //!   least-loaded choice, health checks and STT failover.
 //! - [`llm`]: the OpenAI-compatible chat-completions client (SSE streaming,
 //!   structured output, first-token deadline).
+//! - [`whisper`]: whisper.cpp (whisper-rs) as a local [`stt::SttEngine`]:
+//!   model file checks at load, bounded decodes on the blocking pool, and
+//!   (`test-util`) a generator of tiny valid model files.
 //! - [`simulator`]: a TEST DOUBLE of remote paid providers (the worker
 //!   protocol, a Deepgram-compatible `/v1/listen`, the OpenAI-compatible
 //!   HTTP API), scripted, with injectable delays and faults; behind
@@ -51,6 +54,7 @@ pub mod simulator;
 pub mod stt;
 pub mod tts;
 pub mod tts_cache;
+pub mod whisper;
 pub mod worker;
 
 pub use error::{Blame, EngineError, ErrorCode};
