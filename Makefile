@@ -67,10 +67,13 @@ test: deps models
 	  $(CARGO) test --workspace --release --locked --no-fail-fast; \
 	fi
 
-bench: deps build
+bench: deps models build
 	bench/run
 	bench/flows
+	bench/tts
+	bench/nlu
 	bench/whisper
+	bench/worker
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
