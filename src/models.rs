@@ -224,6 +224,7 @@ mod tests {
         crate::cli::WorkerArgs {
             listen,
             engines: vec!["stt".into(), "tts".into()],
+            nlu_model: PathBuf::from("unused"),
             whisper: WhisperArgs {
                 whisper_model: model,
                 whisper_threads: Some(1),
