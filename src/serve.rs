@@ -9,6 +9,10 @@ use voxgate_gateway::call::{CallRouter, IncomingCall, RouteDecision};
 use voxgate_gateway::config::GatewayConfig;
 use voxgate_gateway::http::{self, HttpServer, Readiness};
 use voxgate_gateway::{clock, sip};
+use voxgate_orchestrator::budget::BreakerRegistry;
+use voxgate_orchestrator::metrics::AiMetrics;
+use voxgate_orchestrator::runner::{build, AiNodeRunner};
+use voxgate_orchestrator::tenant::{AdmissionControl, PolicyBook};
 
 use crate::exit;
 
@@ -43,9 +47,36 @@ fn self_url(addr: std::net::SocketAddr) -> String {
     format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
+/// The AI node runner `[ai]` asks for: the orchestrator over the chosen
+/// engines, or, with no STT configured, the runner that takes every AI
+/// node's fallback (reason `ai_unavailable`).
+fn build_ai(
+    cfg: &GatewayConfig,
+    book: Arc<PolicyBook>,
+) -> Result<Arc<dyn voxgate_flows::driver::AiRunner>, build::BuildError> {
+    let say = cfg.tts.say_config();
+    let Some(engines) = build::engines(&cfg.ai, &say, |var| std::env::var(var).ok())? else {
+        tracing::info!("ai: no STT configured; AI nodes take their fallback");
+        return Ok(Arc::new(voxgate_flows::driver::UnavailableAi));
+    };
+    tracing::info!("ai: {}", cfg.ai.describe());
+    let metrics = Arc::new(AiMetrics::new());
+    voxgate_gateway::metrics::global().register(|r| metrics.register(r));
+    let default = book.get("");
+    Ok(Arc::new(AiNodeRunner::new(
+        engines,
+        build::conversation(&cfg.ai.conversation),
+        book,
+        Arc::new(BreakerRegistry::new(default.breaker.clone())),
+        Arc::new(AdmissionControl::new()),
+        metrics,
+    )))
+}
+
 async fn start_flows(
     cfg: &GatewayConfig,
     http_addr: std::net::SocketAddr,
+    ai: Arc<dyn voxgate_flows::driver::AiRunner>,
 ) -> Result<FlowsApp, voxgate_flows::app::FlowsStartError> {
     let unknown: Option<Arc<dyn CallRouter>> = cfg.demo.enabled.then(|| {
         Arc::new(EchoNumber {
@@ -61,7 +92,7 @@ async fn start_flows(
         demo: cfg.demo.enabled,
         demo_agent_uri: cfg.demo.agent_uri.clone(),
         demo_number: cfg.demo.flow_number.clone(),
-        ai: Arc::new(voxgate_flows::driver::UnavailableAi),
+        ai,
         unknown_numbers: unknown,
     })
     .await
@@ -73,6 +104,15 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
         tracing::error!("data_dir {}: cannot create: {e}", cfg.data_dir.display());
         return exit::UNAVAILABLE;
     }
+    // The per-tenant NOC policies the AI runner reads on every turn.
+    let policies = Arc::new(PolicyBook::default());
+    let ai = match build_ai(&cfg, policies.clone()) {
+        Ok(ai) => ai,
+        Err(e) => {
+            tracing::error!("bad configuration: {e}");
+            return exit::USAGE;
+        }
+    };
     let readiness = Readiness::new();
     let http_server = match HttpServer::bind(cfg.http.listen).await {
         Ok(s) => s,
@@ -90,7 +130,7 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
             return exit::USAGE;
         }
     };
-    let flows = match start_flows(&cfg, http_server.local_addr()).await {
+    let flows = match start_flows(&cfg, http_server.local_addr(), ai).await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!("{e}");
