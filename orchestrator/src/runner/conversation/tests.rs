@@ -371,6 +371,8 @@ fn silence_reprompts_then_escalates() {
             _ => None,
         })
         .expect("a no-input prompt");
+    c.handle_tts_chunk(first, turn);
+    c.handle_tts_done(first, turn);
     c.handle_played(first, turn);
     let second = c.poll_timeout().expect("armed again");
     c.handle_timeout(second);
