@@ -40,8 +40,8 @@ type Hist = Family<TenantLabel, Histogram, fn() -> Histogram>;
 
 fn ms_histogram() -> Histogram {
     Histogram::new([
-        10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0,
-        3000.0, 5000.0,
+        10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0,
+        5000.0,
     ])
 }
 
@@ -197,7 +197,12 @@ mod tests {
         assert!(out.contains(
             "voxgate_ai_fallbacks_total{tenant=\"acme\",reason=\"deadline_nlu_first_token\"} 1"
         ));
-        assert!(out.contains("voxgate_ai_escalations_total{tenant=\"acme\",rule=\"low_confidence\"} 1"));
-        assert!(out.contains("tenant=\"other\",reason=\"stt_error\"} 6"), "{out}");
+        assert!(
+            out.contains("voxgate_ai_escalations_total{tenant=\"acme\",rule=\"low_confidence\"} 1")
+        );
+        assert!(
+            out.contains("tenant=\"other\",reason=\"stt_error\"} 6"),
+            "{out}"
+        );
     }
 }

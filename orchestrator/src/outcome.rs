@@ -155,7 +155,8 @@ mod tests {
         };
         let ActionResult::Ai {
             outcome, variables, ..
-        } = from_fallback(&fb, None, 3) else {
+        } = from_fallback(&fb, None, 3)
+        else {
             panic!("ai result")
         };
         assert_eq!(outcome, "fallback_agent");

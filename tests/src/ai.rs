@@ -127,14 +127,50 @@ fn ok(out: Output) -> anyhow::Result<()> {
 }
 
 /// Creates the tenant, publishes `flow` and puts it on `number`.
-pub fn publish(gw: &Gateway, key: &str, dir: &Path, flow: &Value, number: &str) -> anyhow::Result<()> {
-    ok(voxgate(gw, key, &["tenants", "create", TENANT, "--name", "Acme"])?)?;
+pub fn publish(
+    gw: &Gateway,
+    key: &str,
+    dir: &Path,
+    flow: &Value,
+    number: &str,
+) -> anyhow::Result<()> {
+    ok(voxgate(
+        gw,
+        key,
+        &["tenants", "create", TENANT, "--name", "Acme"],
+    )?)?;
     let path = dir.join("flow.json");
     std::fs::write(&path, serde_json::to_vec_pretty(flow)?)?;
     let id = flow["id"].as_str().context("flow id")?;
-    ok(voxgate(gw, key, &["flows", "push", &path.display().to_string(), "--tenant", TENANT])?)?;
-    ok(voxgate(gw, key, &["flows", "publish", id, "--tenant", TENANT, "--comment", "e2e"])?)?;
-    ok(voxgate(gw, key, &["numbers", "set", number, "--tenant", TENANT, "--flow", id])?)?;
+    ok(voxgate(
+        gw,
+        key,
+        &[
+            "flows",
+            "push",
+            &path.display().to_string(),
+            "--tenant",
+            TENANT,
+        ],
+    )?)?;
+    ok(voxgate(
+        gw,
+        key,
+        &[
+            "flows",
+            "publish",
+            id,
+            "--tenant",
+            TENANT,
+            "--comment",
+            "e2e",
+        ],
+    )?)?;
+    ok(voxgate(
+        gw,
+        key,
+        &["numbers", "set", number, "--tenant", TENANT, "--flow", id],
+    )?)?;
     Ok(())
 }
 
@@ -194,7 +230,13 @@ pub struct CallRun {
 }
 
 /// Calls `number` playing `play`, recording, hanging up after `hangup`.
-pub fn call(gw: &Gateway, number: &str, play: &Path, record: &Path, hangup: &str) -> anyhow::Result<CallRun> {
+pub fn call(
+    gw: &Gateway,
+    number: &str,
+    play: &Path,
+    record: &Path,
+    hangup: &str,
+) -> anyhow::Result<CallRun> {
     let out = Command::new(voxgate_bin())
         .args([
             "call",
@@ -230,19 +272,29 @@ fn api_get(addr: SocketAddr, key: &str, path: &str) -> anyhow::Result<(u16, Valu
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let (status, body) = crate::http::parse_response_pub(&raw)?;
-    Ok((status, serde_json::from_str(body.trim()).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+    ))
 }
 
 /// The newest call record of the tenant once it is complete.
 pub fn last_call_record(gw: &Gateway, key: &str) -> anyhow::Result<Value> {
     wait_until(Duration::from_secs(15), || {
-        let (status, list) = api_get(gw.http_addr(), key, &format!("/v1/tenants/{TENANT}/calls")).ok()?;
+        let (status, list) =
+            api_get(gw.http_addr(), key, &format!("/v1/tenants/{TENANT}/calls")).ok()?;
         if status != 200 {
             return None;
         }
-        let id = list["items"].as_array()?.first()?["id"].as_str()?.to_string();
-        let (status, body) =
-            api_get(gw.http_addr(), key, &format!("/v1/tenants/{TENANT}/calls/{id}")).ok()?;
+        let id = list["items"].as_array()?.first()?["id"]
+            .as_str()?
+            .to_string();
+        let (status, body) = api_get(
+            gw.http_addr(),
+            key,
+            &format!("/v1/tenants/{TENANT}/calls/{id}"),
+        )
+        .ok()?;
         (status == 200 && !body["ended_at"].is_null()).then_some(body)
     })
     .context("a completed call record")

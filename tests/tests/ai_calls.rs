@@ -103,7 +103,11 @@ fn world(name: &str, script: Value, ai: Value) -> World {
 
 /// Index of the first loud frame at or after `from` (20 ms frames).
 fn first_loud(levels: &[f64], from: usize) -> Option<usize> {
-    levels.iter().skip(from).position(|l| *l > LOUD).map(|i| i + from)
+    levels
+        .iter()
+        .skip(from)
+        .position(|l| *l > LOUD)
+        .map(|i| i + from)
 }
 
 #[test]
@@ -117,11 +121,19 @@ fn happy_path_the_intent_resolves_the_reply_is_heard_and_the_flow_follows_the_in
     let (wav, spoken) = caller_audio(
         w.dir.path(),
         "caller",
-        &[Part::Silence(600), Part::Say("what is my balance"), Part::Silence(6000)],
+        &[
+            Part::Silence(600),
+            Part::Say("what is my balance"),
+            Part::Silence(6000),
+        ],
     )
     .expect("caller audio");
     let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "12s").expect("call");
-    assert_eq!(run.summary["disposition"]["kind"], "answered", "{}", run.summary);
+    assert_eq!(
+        run.summary["disposition"]["kind"], "answered",
+        "{}",
+        run.summary
+    );
 
     let record = last_call_record(&w.gw, &w.key).expect("record");
     assert_eq!(path(&record), ["ask", "thanks", "bye"], "{record}");
@@ -131,9 +143,11 @@ fn happy_path_the_intent_resolves_the_reply_is_heard_and_the_flow_follows_the_in
     assert_eq!(ask["changed"]["ai.transcript"], "what is my balance");
     let decisions = ai_records(ask, "decision");
     assert!(
-        decisions.iter().any(|d| d["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("confidence 0.93 >= 0.60") && t.ends_with("route balance"))),
+        decisions.iter().any(|d| {
+            d["text"].as_str().is_some_and(|t| {
+                t.contains("confidence 0.93 >= 0.60") && t.ends_with("route balance")
+            })
+        }),
         "{ask}"
     );
     // The reply (the simulator's tone) arrives on RTP after the caller
@@ -156,7 +170,10 @@ fn happy_path_the_intent_resolves_the_reply_is_heard_and_the_flow_follows_the_in
         "the turn's latency breakdown is in the timeline: {ask}"
     );
     let m = w.gw.metrics().expect("metrics");
-    assert!(m.value("voxgate_ai_turn_ms_count") >= 1.0, "turn_ms observed");
+    assert!(
+        m.value("voxgate_ai_turn_ms_count") >= 1.0,
+        "turn_ms observed"
+    );
     assert!(m.value("voxgate_ai_stt_final_ms_count") >= 1.0);
     assert!(m.value("voxgate_ai_nlu_first_token_ms_count") >= 1.0);
 }
@@ -177,11 +194,19 @@ fn an_nlu_stall_before_the_first_token_falls_back_to_the_dtmf_menu_within_the_ha
     let (wav, spoken) = caller_audio(
         w.dir.path(),
         "caller",
-        &[Part::Silence(600), Part::Say("what is my balance"), Part::Silence(9000)],
+        &[
+            Part::Silence(600),
+            Part::Say("what is my balance"),
+            Part::Silence(9000),
+        ],
     )
     .expect("caller audio");
     let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "12s").expect("call");
-    assert_eq!(run.summary["disposition"]["kind"], "answered", "{}", run.summary);
+    assert_eq!(
+        run.summary["disposition"]["kind"], "answered",
+        "{}",
+        run.summary
+    );
     let record = last_call_record(&w.gw, &w.key).expect("record");
     let nodes = path(&record);
     assert_eq!(&nodes[..2], ["ask", "menu"], "{record}");
@@ -191,7 +216,9 @@ fn an_nlu_stall_before_the_first_token_falls_back_to_the_dtmf_menu_within_the_ha
     // Reaction: from the request to the intent engine (the transcript
     // record) to the fallback record, against the default 3000 ms hard
     // threshold of the NLU first token.
-    let asked = ai_records(ask, "transcript")[0]["at_ms"].as_u64().expect("at");
+    let asked = ai_records(ask, "transcript")[0]["at_ms"]
+        .as_u64()
+        .expect("at");
     let fallback = &ai_records(ask, "fallback")[0];
     let fell = fallback["at_ms"].as_u64().expect("at");
     let reaction = fell - asked;
@@ -234,7 +261,11 @@ fn an_stt_disconnect_mid_utterance_takes_the_fallback() {
     });
     let w = world(
         "ai-stt-drop",
-        script("what is my balance please tell me now", balance_nlu(), stages),
+        script(
+            "what is my balance please tell me now",
+            balance_nlu(),
+            stages,
+        ),
         json!({}),
     );
     let (wav, _) = caller_audio(
@@ -248,7 +279,11 @@ fn an_stt_disconnect_mid_utterance_takes_the_fallback() {
     )
     .expect("caller audio");
     let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "10s").expect("call");
-    assert_eq!(run.summary["disposition"]["kind"], "answered", "{}", run.summary);
+    assert_eq!(
+        run.summary["disposition"]["kind"], "answered",
+        "{}",
+        run.summary
+    );
     let record = last_call_record(&w.gw, &w.key).expect("record");
     let ask = step(&record, "ask").expect("ask step");
     assert_eq!(ask["outcome"], "fallback_dtmf", "{ask}");
@@ -276,7 +311,11 @@ fn barge_in_stops_the_bot_on_the_rtp_leg_and_no_old_turn_audio_follows() {
     )
     .expect("caller audio");
     let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "11s").expect("call");
-    assert_eq!(run.summary["disposition"]["kind"], "answered", "{}", run.summary);
+    assert_eq!(
+        run.summary["disposition"]["kind"], "answered",
+        "{}",
+        run.summary
+    );
     let record = last_call_record(&w.gw, &w.key).expect("record");
     let ask = step(&record, "ask").expect("ask step");
     let barge = ai_records(ask, "barge_in");
@@ -285,7 +324,10 @@ fn barge_in_stops_the_bot_on_the_rtp_leg_and_no_old_turn_audio_follows() {
         .find(|r| r["detail"]["silence_after_ms"].is_u64())
         .unwrap_or_else(|| panic!("the gate reported the cut: {ask}"));
     let silence_after = cut["detail"]["silence_after_ms"].as_u64().expect("ms");
-    assert!(silence_after <= 150, "silence {silence_after} ms after the bump");
+    assert!(
+        silence_after <= 150,
+        "silence {silence_after} ms after the bump"
+    );
 
     // On the wire: the greeting tone plays from the start, stops after the
     // caller starts speaking, and none of it comes back. The next audio is
@@ -329,7 +371,11 @@ fn a_sensitive_intent_goes_straight_to_the_agent_edge_with_context() {
     let (wav, _) = caller_audio(
         w.dir.path(),
         "caller",
-        &[Part::Silence(600), Part::Say("I want to complain"), Part::Silence(5000)],
+        &[
+            Part::Silence(600),
+            Part::Say("I want to complain"),
+            Part::Silence(5000),
+        ],
     )
     .expect("caller audio");
     let _run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "8s").expect("call");

@@ -225,7 +225,12 @@ impl AiConfig {
         check_ms("ai.conversation.no_input_ms", c.no_input_ms, 500, 120_000)?;
         check_ms("ai.conversation.preroll_ms", c.preroll_ms, 0, 2_000)?;
         check_ms("ai.conversation.min_speech_ms", c.min_speech_ms, 20, 5_000)?;
-        check_ms("ai.conversation.end_silence_ms", c.end_silence_ms, 100, 10_000)?;
+        check_ms(
+            "ai.conversation.end_silence_ms",
+            c.end_silence_ms,
+            100,
+            10_000,
+        )?;
         check_ms(
             "ai.conversation.max_utterance_ms",
             c.max_utterance_ms,

@@ -489,7 +489,10 @@ api_key_env = "OPENAI_API_KEY"
         .0,
         "ai.nlu.api_key_env"
     );
-    assert_eq!(invalid_key("[ai.stt]\nprovider = \"whisper\"\n").0, "ai.stt");
+    assert_eq!(
+        invalid_key("[ai.stt]\nprovider = \"whisper\"\n").0,
+        "ai.stt.provider"
+    );
     assert_eq!(
         invalid_key("[ai.conversation]\nno_input_ms = 1\n").0,
         "ai.conversation.no_input_ms"

@@ -353,6 +353,7 @@ mod tests {
         h.audio.try_send(pcm(1, 5, 10)).expect("send");
         assert_eq!(first(&src.next_frame(t0)), 5);
         assert_eq!(first(&src.next_frame(t0 + Duration::from_millis(20))), 5);
+        assert_eq!(h.gate.take_cuts().len(), 1, "the start of turn 1");
         // Barge-in 7 ms before the next packet; more old audio arrives late.
         let bump = t0 + Duration::from_millis(33);
         h.gate.set_turn(2, bump);

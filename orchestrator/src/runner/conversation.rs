@@ -63,14 +63,25 @@ pub enum Command {
     /// Move the call's outbound gate to `turn`: older audio is dropped.
     SetTurn(TurnId),
     /// Open STT session `id`, first pushing `preroll` (16 kHz).
-    OpenStt { id: u64, preroll: Vec<i16> },
+    OpenStt {
+        id: u64,
+        preroll: Vec<i16>,
+    },
     /// More caller audio for session `id`.
-    SttAudio { id: u64, samples: Vec<i16> },
+    SttAudio {
+        id: u64,
+        samples: Vec<i16>,
+    },
     /// The utterance ended: the session flushes its final.
-    EndStt { id: u64 },
+    EndStt {
+        id: u64,
+    },
     CancelStt,
     /// Classify the utterance of `turn`.
-    Classify { turn: TurnId, request: NluRequest },
+    Classify {
+        turn: TurnId,
+        request: NluRequest,
+    },
     CancelNlu,
     /// Speak `text` in `turn`; `last` when nothing more follows in it.
     Speak {
@@ -173,12 +184,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl<S: VoiceScorer> Conversation<S> {
-    pub fn new(
-        scorer: S,
-        config: ConversationConfig,
-        setup: NodeSetup,
-        now: Instant,
-    ) -> Self {
+    pub fn new(scorer: S, config: ConversationConfig, setup: NodeSetup, now: Instant) -> Self {
         let mut me = Self {
             pipeline: Pipeline::new(scorer, config.pipeline.clone()),
             budget: TurnBudget::new(setup.budgets),
@@ -506,7 +512,13 @@ impl<S: VoiceScorer> Conversation<S> {
     }
 
     /// How a turn bump ended on the wire (from the playback's gate).
-    pub fn handle_cut(&mut self, now: Instant, turn: TurnId, silence_after: Duration, dropped: u64) {
+    pub fn handle_cut(
+        &mut self,
+        now: Instant,
+        turn: TurnId,
+        silence_after: Duration,
+        dropped: u64,
+    ) {
         let after = ms(silence_after);
         self.measures.push(Measure::BargeInToSilence(after));
         self.record(
@@ -592,7 +604,10 @@ impl<S: VoiceScorer> Conversation<S> {
                     self.record(
                         now,
                         "filler",
-                        format!("{} at {elapsed_ms} ms passed its soft threshold: filler", stage.name()),
+                        format!(
+                            "{} at {elapsed_ms} ms passed its soft threshold: filler",
+                            stage.name()
+                        ),
                         json!({"stage": stage, "elapsed_ms": elapsed_ms}),
                     );
                     if self.speech.is_none() {
@@ -607,7 +622,12 @@ impl<S: VoiceScorer> Conversation<S> {
                     }) = self.speech.take()
                     {
                         // The decision was made; only its reply failed.
-                        self.record(now, "fallback", format!("{fb}; the reply is skipped"), Value::Null);
+                        self.record(
+                            now,
+                            "fallback",
+                            format!("{fb}; the reply is skipped"),
+                            Value::Null,
+                        );
                         self.finish(now, *result);
                         return;
                     }
@@ -617,8 +637,7 @@ impl<S: VoiceScorer> Conversation<S> {
                         fb.to_string(),
                         serde_json::to_value(&fb).unwrap_or(Value::Null),
                     );
-                    let result =
-                        outcome::from_fallback(&fb, self.last.as_ref(), self.state.turns);
+                    let result = outcome::from_fallback(&fb, self.last.as_ref(), self.state.turns);
                     self.exit = Some(Exit::Fallback(fb));
                     self.done = true;
                     self.cancel_all();

@@ -178,7 +178,11 @@ pub(super) async fn run(
         replies: params
             .intents
             .iter()
-            .filter_map(|i| i.reply.as_ref().map(|r| (i.name.clone(), render(r, variables))))
+            .filter_map(|i| {
+                i.reply
+                    .as_ref()
+                    .map(|r| (i.name.clone(), render(r, variables)))
+            })
             .collect(),
         language: params.language.clone(),
         policy: NodePolicy::resolve(&policy.escalation, params),

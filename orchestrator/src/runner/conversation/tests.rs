@@ -42,7 +42,10 @@ fn conv(greeting: Option<&str>, t0: Instant) -> Conversation<LoudnessScorer> {
     let setup = NodeSetup {
         greeting: greeting.map(str::to_string),
         intents: Vec::new(),
-        replies: BTreeMap::from([("balance".to_string(), "Your balance is 12 euros.".to_string())]),
+        replies: BTreeMap::from([(
+            "balance".to_string(),
+            "Your balance is 12 euros.".to_string(),
+        )]),
         language: None,
         policy: NodePolicy::resolve(&TenantPolicy::default(), &node()),
         budgets: budgets(),
@@ -274,9 +277,7 @@ fn caller_speech_over_the_bot_bumps_the_turn_and_cancels_tts() {
     assert_eq!(c.current_turn(), TurnId(2));
     // The playback's gate reports the cut; it is measured and recorded.
     c.handle_cut(now, TurnId(2), Duration::from_millis(14), 30);
-    assert!(c
-        .take_measures()
-        .contains(&Measure::BargeInToSilence(14)));
+    assert!(c.take_measures().contains(&Measure::BargeInToSilence(14)));
     // The old turn finishing late means nothing.
     c.handle_played(now, TurnId(1));
     assert!(drain(&mut c).is_empty());
@@ -349,7 +350,10 @@ fn a_sensitive_intent_and_a_dtmf_zero_escalate_at_once() {
     drain(&mut c);
     c.handle_dtmf(t0, '0');
     let cmds = drain(&mut c);
-    assert!(cmds.contains(&Command::SetTurn(TurnId(2))), "DTMF interrupts");
+    assert!(
+        cmds.contains(&Command::SetTurn(TurnId(2))),
+        "DTMF interrupts"
+    );
     let Some(ActionResult::Ai { variables, .. }) = finish(&cmds) else {
         panic!("escalates: {cmds:?}")
     };
