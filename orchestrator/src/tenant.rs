@@ -377,9 +377,10 @@ mod tests {
             burst: 2,
             max_concurrent: 100,
         };
-        let mut held = Vec::new();
-        held.push(control.try_admit("t", &limits).expect("1"));
-        held.push(control.try_admit("t", &limits).expect("2"));
+        let _held = [
+            control.try_admit("t", &limits).expect("1"),
+            control.try_admit("t", &limits).expect("2"),
+        ];
         assert_eq!(
             control.try_admit("t", &limits).map(|_| ()),
             Err(AdmissionRefusal::Rate { per_second: 1 })
