@@ -9,7 +9,9 @@ use voxgate_gateway::call::{CallRouter, IncomingCall, RouteDecision};
 use voxgate_gateway::config::GatewayConfig;
 use voxgate_gateway::http::{self, HttpServer, Readiness};
 use voxgate_gateway::{clock, sip};
+use voxgate_orchestrator::metrics::AiMetrics;
 use voxgate_orchestrator::noc::AiRuntimeState;
+use voxgate_orchestrator::runner::{build, AiNodeRunner};
 
 use crate::exit;
 
@@ -44,9 +46,35 @@ fn self_url(addr: std::net::SocketAddr) -> String {
     format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
+/// The AI node runner `[ai]` asks for: the orchestrator over the chosen
+/// engines, or, with no STT configured, the runner that takes every AI
+/// node's fallback (reason `ai_unavailable`).
+fn build_ai(
+    cfg: &GatewayConfig,
+    runtime: &AiRuntimeState,
+) -> Result<Arc<dyn voxgate_flows::driver::AiRunner>, build::BuildError> {
+    let say = cfg.tts.say_config();
+    let Some(engines) = build::engines(&cfg.ai, &say, |var| std::env::var(var).ok())? else {
+        tracing::info!("ai: no STT configured; AI nodes take their fallback");
+        return Ok(Arc::new(voxgate_flows::driver::UnavailableAi));
+    };
+    tracing::info!("ai: {}", cfg.ai.describe());
+    let metrics = Arc::new(AiMetrics::new().with_counts(runtime.counts.clone()));
+    voxgate_gateway::metrics::global().register(|r| metrics.register(r));
+    Ok(Arc::new(AiNodeRunner::new(
+        engines,
+        build::conversation(&cfg.ai.conversation),
+        runtime.policies.clone(),
+        runtime.breakers.clone(),
+        runtime.admission.clone(),
+        metrics,
+    )))
+}
+
 async fn start_flows(
     cfg: &GatewayConfig,
     http_addr: std::net::SocketAddr,
+    ai: Arc<dyn voxgate_flows::driver::AiRunner>,
     ai_runtime: &AiRuntimeState,
 ) -> Result<FlowsApp, voxgate_flows::app::FlowsStartError> {
     let unknown: Option<Arc<dyn CallRouter>> = cfg.demo.enabled.then(|| {
@@ -63,7 +91,7 @@ async fn start_flows(
         demo: cfg.demo.enabled,
         demo_agent_uri: cfg.demo.agent_uri.clone(),
         demo_number: cfg.demo.flow_number.clone(),
-        ai: Arc::new(voxgate_flows::driver::UnavailableAi),
+        ai,
         unknown_numbers: unknown,
         noc: Some(ai_runtime.noc_hooks()),
     })
@@ -76,6 +104,17 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
         tracing::error!("data_dir {}: cannot create: {e}", cfg.data_dir.display());
         return exit::UNAVAILABLE;
     }
+    // The per-tenant NOC policies, admission and breakers: one per
+    // process, shared by the NOC API and the AI runner.
+    let ai_runtime = AiRuntimeState::default();
+    voxgate_gateway::metrics::global().register(|r| ai_runtime.register_metrics(r));
+    let ai = match build_ai(&cfg, &ai_runtime) {
+        Ok(ai) => ai,
+        Err(e) => {
+            tracing::error!("bad configuration: {e}");
+            return exit::USAGE;
+        }
+    };
     let readiness = Readiness::new();
     let http_server = match HttpServer::bind(cfg.http.listen).await {
         Ok(s) => s,
@@ -93,9 +132,7 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
             return exit::USAGE;
         }
     };
-    // One AI runtime per process, shared by the API and the AI runner.
-    let ai_runtime = AiRuntimeState::default();
-    let flows = match start_flows(&cfg, http_server.local_addr(), &ai_runtime).await {
+    let flows = match start_flows(&cfg, http_server.local_addr(), ai, &ai_runtime).await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!("{e}");

@@ -59,6 +59,7 @@ impl AiRunner for UnavailableAi {
                     "ai.reason".to_string(),
                     Value::from("ai_unavailable"),
                 )]),
+                records: Vec::new(),
             }
         })
     }

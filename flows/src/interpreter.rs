@@ -160,10 +160,12 @@ pub enum ActionResult {
     },
     /// The AI node ended on `outcome` (an intent, `escalate`,
     /// `fallback_dtmf`, `fallback_agent` or `error`), with the variables it
-    /// sets (`ai.intent`, `ai.confidence`, slots …).
+    /// sets (`ai.intent`, `ai.confidence`, slots …) and the records of
+    /// what it decided and measured, for the call timeline.
     Ai {
         outcome: String,
         variables: BTreeMap<String, Value>,
+        records: Vec<AiRecord>,
     },
     /// The action could not be carried out (speech synthesis failed, a
     /// file is missing, …).
@@ -172,6 +174,24 @@ pub enum ActionResult {
     },
     /// The caller hung up during the action.
     CallerHungUp,
+}
+
+/// One thing an AI node decided or measured, for the call timeline: a
+/// policy decision ("confidence 0.41 < 0.60, 2/2 reprompts used →
+/// escalate"), a fallback and its reason, a filler, a barge-in, a turn's
+/// latency breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AiRecord {
+    /// Milliseconds since the node started.
+    pub at_ms: u64,
+    /// `decision`, `fallback`, `filler`, `barge_in`, `turn`, `dtmf`,
+    /// `transcript`, `admission`.
+    pub kind: String,
+    /// The record for people.
+    pub text: String,
+    /// The record's numbers and inputs, as data.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
 }
 
 /// How the call left the flow.
@@ -203,6 +223,9 @@ pub struct Step {
     /// What happened, for people: "digits 7", "HTTP 200", "retry 1/2".
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// An AI node's decisions and measurements.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ai: Vec<AiRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +402,7 @@ impl Interpreter {
             outcome: None,
             changed: BTreeMap::new(),
             notes: Vec::new(),
+            ai: Vec::new(),
         });
         self.phase = Phase::AtNode {
             node: id.clone(),
@@ -638,9 +662,19 @@ impl Interpreter {
                 };
                 self.follow(node, outcome, now, 0);
             }
-            (NodeKind::Ai(_), ActionResult::Ai { outcome, variables }) => {
+            (
+                NodeKind::Ai(_),
+                ActionResult::Ai {
+                    outcome,
+                    variables,
+                    records,
+                },
+            ) => {
                 for (k, v) in variables {
                     self.set_var(&k, v);
+                }
+                if let Some(step) = self.timeline.last_mut() {
+                    step.ai.extend(records);
                 }
                 let outcome = match outcome.as_str() {
                     "fallback_dtmf" if !node.edges.contains_key("fallback_dtmf") => {
@@ -675,6 +709,7 @@ impl Interpreter {
             outcome: None,
             changed: BTreeMap::new(),
             notes: vec![reason.to_string()],
+            ai: Vec::new(),
         });
         if self.fallback.apology.trim().is_empty() {
             self.fallback_action(now);

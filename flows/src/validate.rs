@@ -141,6 +141,7 @@ fn defined_by(node: &Node, outcome: &str) -> Vec<String> {
                 "ai.transcript",
                 "ai.turns",
                 "ai.reason",
+                "ai.transcript_ref",
             ]
             .map(String::from)
             .to_vec();

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::audio::AudioFrame;
 use crate::dtmf::DtmfEvent;
+pub use crate::media::turns::{TurnAudio, TurnCut, TurnGate, TurnStream, TurnStreamHandle};
 
 /// A boxed, sendable future, as handlers and controls return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -90,13 +91,18 @@ pub enum CallError {
     Tts(String),
     #[error("media session failed: {0}")]
     Media(String),
+    #[error("this call cannot do {what}")]
+    Unsupported { what: &'static str },
 }
 
 impl CallError {
     pub fn blame(&self) -> Blame {
         match self {
             CallError::Ended => Blame::Caller,
-            CallError::Audio { .. } | CallError::Tts(_) | CallError::Media(_) => Blame::Internal,
+            CallError::Audio { .. }
+            | CallError::Tts(_)
+            | CallError::Media(_)
+            | CallError::Unsupported { .. } => Blame::Internal,
         }
     }
 
@@ -203,6 +209,16 @@ pub trait CallControl: Send + Sync + 'static {
     fn start_playback(&self, source: PlaybackSource) -> Result<PlaybackId, CallError>;
     /// Stops the playback in progress, if any, at the next frame.
     fn stop_playback(&self);
+    /// Starts turn-tagged streaming speech (see [`TurnStream`]), replacing
+    /// any playback in progress; it ends, with
+    /// [`CallEvent::PlaybackFinished`], when the sender is dropped. Calls
+    /// that cannot stream say so.
+    fn start_turn_stream(&self, stream: TurnStream) -> Result<PlaybackId, CallError> {
+        drop(stream);
+        Err(CallError::Unsupported {
+            what: "turn-tagged streaming playback",
+        })
+    }
     /// Frames of the caller's decoded audio, at [`CallInfo::sample_rate`].
     /// Each call replaces the previous subscriber.
     fn subscribe_audio(&self) -> mpsc::Receiver<AudioFrame>;

@@ -8,6 +8,7 @@
 //! environment or a flag is parsed and checked exactly like one from the
 //! file, and every error names the key it is about.
 
+pub mod ai;
 pub mod env;
 mod server;
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub struct GatewayConfig {
     pub shutdown: ShutdownConfig,
     pub tts: TtsConfig,
     pub demo: DemoConfig,
+    pub ai: ai::AiConfig,
     pub trunks: Vec<TrunkConfig>,
 }
 
@@ -175,6 +177,7 @@ impl Default for GatewayConfig {
             shutdown: ShutdownConfig::default(),
             tts: TtsConfig::default(),
             demo: DemoConfig::default(),
+            ai: ai::AiConfig::default(),
             trunks: vec![TrunkConfig {
                 name: "local".to_owned(),
                 allow: vec![
@@ -405,6 +408,10 @@ pub enum Problem {
     Conflict { other: &'static str },
     #[error("must be a concrete unicast address, not {0}")]
     NotUnicast(IpAddr),
+    #[error("{0:?} is not an environment variable name (A-Z, 0-9, _)")]
+    NotEnvName(String),
+    #[error("{url:?} is not a {expected} URL")]
+    BadUrl { url: String, expected: &'static str },
 }
 
 impl GatewayConfig {
@@ -519,6 +526,8 @@ impl GatewayConfig {
         if tts.espeak_path.as_os_str().is_empty() {
             return invalid("tts.espeak_path", Problem::Empty);
         }
+
+        self.ai.validate()?;
 
         for (i, trunk) in self.trunks.iter().enumerate() {
             let key = |field: &str| format!("trunks[{i}].{field}");

@@ -1,7 +1,7 @@
 //! Prometheus metrics. Every label set is bounded: method, status, trunk,
 //! tenant or a fixed reason, never a call id.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -72,7 +72,9 @@ pub struct Metrics {
     /// Lateness of outbound packets against their schedule, in ms.
     pub rtp_pacing_jitter_ms: Histogram,
     pub dtmf_digits_total: Counter,
-    registry: Registry,
+    /// Behind a lock only so other crates (the orchestrator) can add their
+    /// metrics; the hot path never touches it.
+    registry: Mutex<Registry>,
 }
 
 impl Metrics {
@@ -92,7 +94,7 @@ impl Metrics {
             rtp_jitter_ms: Histogram::new(ms_buckets),
             rtp_pacing_jitter_ms: Histogram::new(ms_buckets),
             dtmf_digits_total: Counter::default(),
-            registry: Registry::with_prefix("voxgate"),
+            registry: Mutex::new(Registry::with_prefix("voxgate")),
         };
         let mut r = Registry::with_prefix("voxgate");
         r.register("calls_active", "Calls in progress", m.calls_active.clone());
@@ -152,14 +154,25 @@ impl Metrics {
             "DTMF digits detected",
             m.dtmf_digits_total.clone(),
         );
-        Self { registry: r, ..m }
+        Self {
+            registry: Mutex::new(r),
+            ..m
+        }
+    }
+
+    /// Lets another part of voxgate register its metrics here, so that
+    /// `GET /metrics` serves them too.
+    pub fn register(&self, f: impl FnOnce(&mut Registry)) {
+        let mut r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut r);
     }
 
     /// The text exposition of every metric, for `GET /metrics`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = prometheus_client::encoding::text::encode(&mut out, &r);
         out
     }
 }

@@ -55,6 +55,16 @@ struct TenantCounts {
 }
 
 impl OutcomeCounts {
+    /// One fallback of `tenant`, by reason code.
+    pub fn record_fallback(&self, tenant: &str, code: &str) {
+        self.bump(tenant, code, |c| &mut c.fallbacks);
+    }
+
+    /// One escalation of `tenant`, by rule code.
+    pub fn record_escalation(&self, tenant: &str, rule: &str) {
+        self.bump(tenant, rule, |c| &mut c.escalations);
+    }
+
     fn bump(
         &self,
         tenant: &str,
@@ -121,12 +131,12 @@ impl AiRuntimeState {
     /// The runner calls this for every fallback it takes, with the reason's
     /// code (`FallbackReason::code`, `AdmissionRefusal::code`).
     pub fn record_fallback(&self, tenant: &str, code: &str) {
-        self.counts.bump(tenant, code, |c| &mut c.fallbacks);
+        self.counts.record_fallback(tenant, code);
     }
 
     /// The runner calls this for every escalation, with the rule's code.
     pub fn record_escalation(&self, tenant: &str, rule: &str) {
-        self.counts.bump(tenant, rule, |c| &mut c.escalations);
+        self.counts.record_escalation(tenant, rule);
     }
 
     /// The tenant's AI health at `now`.

@@ -71,6 +71,7 @@ pub fn from_decision(
     Some(ActionResult::Ai {
         outcome,
         variables: variables(last, turns, decision.rule.code(), decision.to_string()),
+        records: Vec::new(),
     })
 }
 
@@ -83,6 +84,7 @@ pub fn from_fallback(
     ActionResult::Ai {
         outcome: fallback.fallback.outcome().to_string(),
         variables: variables(last, turns, &fallback.reason.code(), fallback.to_string()),
+        records: Vec::new(),
     }
 }
 
@@ -120,7 +122,9 @@ mod tests {
             },
             action: PolicyAction::Route("pay_bill".into()),
         };
-        let Some(ActionResult::Ai { outcome, variables }) = from_decision(&d, Some(&last()), 2)
+        let Some(ActionResult::Ai {
+            outcome, variables, ..
+        }) = from_decision(&d, Some(&last()), 2)
         else {
             panic!("leaves")
         };
@@ -149,7 +153,10 @@ mod tests {
                 hard_ms: 5_000,
             },
         };
-        let ActionResult::Ai { outcome, variables } = from_fallback(&fb, None, 3) else {
+        let ActionResult::Ai {
+            outcome, variables, ..
+        } = from_fallback(&fb, None, 3)
+        else {
             panic!("ai result")
         };
         assert_eq!(outcome, "fallback_agent");

@@ -22,6 +22,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     parse_response(&raw)
 }
 
+/// Parses a raw HTTP/1.1 response (plain or chunked body).
+pub fn parse_response_pub(raw: &[u8]) -> anyhow::Result<(u16, String)> {
+    parse_response(raw)
+}
+
 fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
     let split = raw
         .windows(4)

@@ -2,6 +2,8 @@
 //! binary on `127.0.0.1:0` and talk to it through real SIP peers.
 //!
 //! # Layout
+//! - [`ai`]: the provider simulator in-process, a gateway using it, a
+//!   tenant flow on a number, caller speech, the call record's timeline.
 //! - [`gateway`]: [`Gateway`] starts `voxgate serve` with a temp data dir,
 //!   parses the bound SIP and HTTP addresses from its log, kills it on drop.
 //! - [`http`]: a tiny HTTP/1.1 GET client and a Prometheus text parser.
@@ -19,6 +21,7 @@
 //! Every helper sends traffic to 127.0.0.1 only.
 #![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
+pub mod ai;
 pub mod baresip;
 pub mod gateway;
 pub mod http;

@@ -389,6 +389,7 @@ fn ai_outcomes_and_variables() {
         ActionResult::Ai {
             outcome: "fallback_agent".into(),
             variables: vars,
+            records: Vec::new(),
         },
     );
     assert_eq!(i.current_node(), Some("menu"));

@@ -23,6 +23,11 @@ pub const TTS_RATE: &str = "VOXGATE_TTS_RATE";
 pub const TTS_PITCH: &str = "VOXGATE_TTS_PITCH";
 pub const TTS_ESPEAK_PATH: &str = "VOXGATE_TTS_ESPEAK_PATH";
 pub const DEMO_ENABLED: &str = "VOXGATE_DEMO_ENABLED";
+pub const AI_STT_PROVIDER: &str = "VOXGATE_AI_STT_PROVIDER";
+pub const AI_NLU_PROVIDER: &str = "VOXGATE_AI_NLU_PROVIDER";
+pub const AI_TTS_PROVIDER: &str = "VOXGATE_AI_TTS_PROVIDER";
+/// The default variable `[ai.*] token_env` names: the workers' token.
+pub const AI_WORKER_TOKEN: &str = WORKER_TOKEN;
 /// The `/v1` API base URL the admin commands (`voxgate flows …`) talk to.
 pub const API_URL: &str = "VOXGATE_API_URL";
 /// The API key the admin commands send as a bearer token.
@@ -144,5 +149,20 @@ pub const OVERRIDES: &[EnvOverride] = &[
         var: DEMO_ENABLED,
         key: "demo.enabled",
         kind: ValueKind::Bool,
+    },
+    EnvOverride {
+        var: AI_STT_PROVIDER,
+        key: "ai.stt.provider",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: AI_NLU_PROVIDER,
+        key: "ai.nlu.provider",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: AI_TTS_PROVIDER,
+        key: "ai.tts.provider",
+        kind: ValueKind::Text,
     },
 ];

@@ -445,3 +445,60 @@ fn file_unknown_key_error_writes_cleanly() {
     write!(out, "{}", invalid_key("[http]\nport = 1").1).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), "http.port: unknown key");
 }
+
+#[test]
+fn ai_providers_parse_and_validate() {
+    use super::ai::{NluProviderConfig, SttProviderConfig, TtsProviderConfig};
+    let c = GatewayConfig::default();
+    assert_eq!(c.ai.stt, SttProviderConfig::None);
+    assert_eq!(c.ai.nlu, NluProviderConfig::Lexical);
+    assert_eq!(c.ai.tts, TtsProviderConfig::Espeak);
+    let c = GatewayConfig::from_toml_str(
+        r#"
+[ai.stt]
+provider = "worker"
+workers = ["ws://127.0.0.1:7000"]
+[ai.nlu]
+provider = "llm"
+url = "http://127.0.0.1:9/v1/"
+model = "m"
+api_key_env = "OPENAI_API_KEY"
+"#,
+    )
+    .unwrap();
+    let SttProviderConfig::Worker(w) = &c.ai.stt else {
+        panic!("worker")
+    };
+    assert_eq!(w.token_env, "VOXGATE_WORKER_TOKEN");
+    assert_eq!(c.ai.describe(), "stt=worker nlu=llm tts=espeak");
+    let text = toml::to_string(&c).unwrap();
+    assert_eq!(GatewayConfig::from_toml_str(&text).unwrap(), c);
+
+    assert_eq!(
+        invalid_key("[ai.stt]\nprovider = \"worker\"\n").0,
+        "ai.stt.workers"
+    );
+    assert_eq!(
+        invalid_key("[ai.stt]\nprovider = \"worker\"\nworkers = [\"http://x:1\"]\n").0,
+        "ai.stt.workers[0]"
+    );
+    assert_eq!(
+        invalid_key(
+            "[ai.nlu]\nprovider = \"llm\"\nurl = \"http://x/v1/\"\nmodel = \"m\"\napi_key_env = \"sk-live-123\"\n"
+        )
+        .0,
+        "ai.nlu.api_key_env"
+    );
+    assert_eq!(
+        invalid_key("[ai.stt]\nprovider = \"whisper\"\n").0,
+        "ai.stt.provider"
+    );
+    assert_eq!(
+        invalid_key("[ai.conversation]\nno_input_ms = 1\n").0,
+        "ai.conversation.no_input_ms"
+    );
+    // The environment picks a provider like the file does.
+    let env = env_of(&[("VOXGATE_AI_NLU_PROVIDER", "worker")]);
+    let err = load(None, &env, &ConfigFlags::default()).unwrap_err();
+    assert_eq!(err.key(), "ai.nlu.workers");
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use super::turns::TurnSource;
 use super::{
     AudioFrame, Command, DtmfMode, FrameSource, MediaConfig, MediaError, MediaEvent, MediaParams,
     MediaStats, PlaybackId,
@@ -59,6 +60,14 @@ pub(super) async fn bind_pair(
     Err(last_err.unwrap_or(MediaError::Closed))
 }
 
+/// What a playback pulls its frames from.
+pub(super) enum Playback {
+    /// A finite source (a file, synthesised text, PCM, a bridge leg).
+    Source(Box<dyn FrameSource>),
+    /// Turn-tagged streaming speech, gated on the call's current turn.
+    Turns(TurnSource),
+}
+
 enum Outgoing {
     Rfc4733(Rfc4733Sender),
     Tone(ToneGenerator),
@@ -99,7 +108,7 @@ pub(super) struct Driver {
     /// a gateway that sends both does not double every digit.
     rfc_seen: bool,
     detector: Option<InbandDetector>,
-    playback: Option<(PlaybackId, Box<dyn FrameSource>)>,
+    playback: Option<(PlaybackId, Playback)>,
     subscriber: Option<mpsc::Sender<AudioFrame>>,
     dtmf_queue: VecDeque<(char, Duration, DtmfMode)>,
     dtmf_out: Option<Outgoing>,
@@ -383,7 +392,7 @@ impl Driver {
     fn handle_timers(&mut self, now: Instant) {
         let mut ticked = false;
         while let Some(tick) = self.run.as_mut().and_then(|r| r.pacer.poll_tick(now)) {
-            self.send_tick(tick);
+            self.send_tick(now, tick);
             ticked = true;
         }
         self.play_out(now);
@@ -403,15 +412,22 @@ impl Driver {
         }
     }
 
-    /// Fills `self.frame` from the playback, or silence.
-    fn pull_playback(&mut self) {
+    /// Fills `self.frame` from the playback, or silence. This is the last
+    /// stage before the packetizer: a turn stream drops stale turns here.
+    fn pull_playback(&mut self, now: Instant) {
         self.frame = [0; FRAME_SAMPLES];
-        let Some((id, source)) = self.playback.as_mut() else {
+        let Some((id, playback)) = self.playback.as_mut() else {
             return;
         };
         let id = *id;
-        let ratio = (source.sample_rate() / CLOCK_RATE).max(1) as usize;
-        match source.next_frame() {
+        let (next, ratio) = match playback {
+            Playback::Source(source) => (
+                source.next_frame(),
+                (source.sample_rate() / CLOCK_RATE).max(1) as usize,
+            ),
+            Playback::Turns(turns) => (turns.next_frame(now), 1),
+        };
+        match next {
             Some(f) => {
                 // Plain averaging decimation for 16/48 kHz sources; the
                 // audio module resamples properly for anything else.
@@ -430,12 +446,12 @@ impl Driver {
         }
     }
 
-    fn send_tick(&mut self, tick: PacerTick) {
+    fn send_tick(&mut self, now: Instant, tick: PacerTick) {
         let m = metrics::global();
         m.rtp_pacing_jitter_ms
             .observe(tick.lateness.as_secs_f64() * 1000.0);
         self.ticks += 1;
-        self.pull_playback();
+        self.pull_playback(now);
         let Some(r) = self.run.as_mut() else { return };
         r.media_samples = tick.media_samples;
         let params = r.params;

@@ -5,6 +5,8 @@
 //! - `mod.rs` (this file): the public contract, [`MediaSession`] and its
 //!   config, parameters, events, stats and errors.
 //! - `driver`: the one task per call that owns the sockets.
+//! - [`turns`]: turn-tagged streaming playback; the stage before the
+//!   packetizer drops frames of older turns (barge-in without leaks).
 //! - `bridge`: [`Bridge`], decoded audio relayed between two sessions (the
 //!   B2BUA leg of a bridged transfer); transcoding PCMU/PCMA falls out of
 //!   decoding on one side and encoding on the other.
@@ -38,6 +40,7 @@
 
 mod bridge;
 mod driver;
+pub mod turns;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,7 +207,7 @@ enum Command {
     Start(MediaParams),
     Play {
         id: PlaybackId,
-        source: Box<dyn FrameSource>,
+        source: driver::Playback,
     },
     StopPlayback,
     Subscribe(mpsc::Sender<AudioFrame>),
@@ -304,7 +307,23 @@ impl MediaSession {
             return Err(MediaError::UnsupportedSampleRate(rate));
         }
         let id = self.next_playback.fetch_add(1, Ordering::Relaxed);
-        self.send(Command::Play { id, source })?;
+        self.send(Command::Play {
+            id,
+            source: driver::Playback::Source(source),
+        })?;
+        Ok(id)
+    }
+
+    /// Plays turn-tagged speech from `stream` (8 kHz), replacing any
+    /// playback in progress, until the runner drops its sender. Frames of
+    /// turns older than the stream's [`turns::TurnGate`] are dropped at the
+    /// packet they would have gone out in.
+    pub fn start_turn_stream(&self, stream: turns::TurnStream) -> Result<PlaybackId, MediaError> {
+        let id = self.next_playback.fetch_add(1, Ordering::Relaxed);
+        self.send(Command::Play {
+            id,
+            source: driver::Playback::Turns(turns::TurnSource::new(stream)),
+        })?;
         Ok(id)
     }
 

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audio::{open_source, AudioFrame, SayConfig};
 use crate::call::{
     BoxFuture, CallControl, CallError, CallEvent, CallInfo, PlaybackId, PlaybackSource,
-    TransferError, TransferOutcome, TransferRequest,
+    TransferError, TransferOutcome, TransferRequest, TurnStream,
 };
 use crate::media::{MediaSession, MEDIA_SAMPLE_RATE};
 
@@ -136,6 +136,30 @@ impl CallControl for SipControl {
             }
         }
         self.media.stop_playback();
+    }
+
+    fn start_turn_stream(&self, stream: TurnStream) -> Result<PlaybackId, CallError> {
+        let mut p = self
+            .playbacks
+            .lock()
+            .map_err(|_| CallError::Media("playback state poisoned".into()))?;
+        p.next += 1;
+        let id = p.next;
+        if let Some(old) = p.opening.take() {
+            Self::emit(
+                &self.events,
+                CallEvent::PlaybackFinished {
+                    id: old,
+                    stopped: true,
+                },
+            );
+        }
+        let media_id = self
+            .media
+            .start_turn_stream(stream)
+            .map_err(|e| CallError::Media(e.to_string()))?;
+        p.started.insert(media_id, id);
+        Ok(id)
     }
 
     fn subscribe_audio(&self) -> mpsc::Receiver<AudioFrame> {

@@ -1,0 +1,449 @@
+//! The AI node end to end: real `voxgate serve`, real SIP calls (the
+//! built-in softphone playing espeak-ng speech and recording what it
+//! hears), and the provider simulator (a test double of the remote STT,
+//! NLU and TTS providers, speaking the real worker protocol over real
+//! sockets) with fixed scripted latencies and faults.
+//!
+//! The simulator's TTS speaks a 440 Hz tone, so the bot's audio is easy to
+//! find in the recording; the flow's own prompts (menus) are espeak-ng.
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use voxgate_tests::ai::{
+    admin_key, ai_records, call, caller_audio, frame_levels, gateway_with_simulator,
+    last_call_record, path, publish, step, temp, Part, Simulator,
+};
+use voxgate_tests::Gateway;
+
+/// One AI call at a time: the timing checks should measure the gateway,
+/// not two gateways fighting over two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const NUMBER: &str = "5000";
+
+/// A frame louder than this is audio, not silence.
+const LOUD: f64 = 500.0;
+
+fn flow(ai: Value) -> Value {
+    let mut ask = json!({
+        "type": "ai",
+        "intents": [
+            {"name": "balance", "examples": ["what is my balance"], "reply": "Your balance is twelve euros."},
+            {"name": "complaint", "examples": ["I want to complain"]}
+        ],
+        "escalate_intents": ["complaint"],
+        "edges": {"balance": "thanks", "escalate": "agent", "fallback_dtmf": "menu", "error": "bye"}
+    });
+    if let (Some(a), Some(extra)) = (ask.as_object_mut(), ai.as_object()) {
+        for (k, v) in extra {
+            a.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"id": "care", "name": "Care", "entry": "ask", "nodes": {
+        "ask": ask,
+        "thanks": {"type": "say", "text": "Thank you.", "edges": {"next": "bye"}},
+        "menu": {"type": "menu", "prompt": {"say": "Press one for billing, two for anything else."},
+                 "options": ["1", "2"], "timeout_ms": 3000, "max_retries": 0,
+                 "edges": {"1": "bye", "2": "bye", "no_input": "bye"}},
+        "agent": {"type": "transfer", "mode": "blind", "target": "sip:agent@127.0.0.1:9",
+                  "timeout_ms": 1000,
+                  "headers": {"X-Voxgate-Intent": "${ai.intent}", "X-Voxgate-Confidence": "${ai.confidence}",
+                              "X-Voxgate-Transcript": "${ai.transcript_ref}"},
+                  "edges": {"failed": "bye"}},
+        "bye": {"type": "hangup"}
+    }})
+}
+
+fn script(transcript: &str, nlu: Value, stages: Value) -> Value {
+    json!({
+        "seed": 1,
+        "stt": {"default": {"text": transcript, "confidence": 0.95}},
+        "nlu": nlu,
+        "tts": {"voice": {"kind": "tone", "hz": 440.0, "ms_per_char": 40}, "chunk_ms": 100},
+        "stages": stages
+    })
+}
+
+fn balance_nlu() -> Value {
+    json!({"results": [
+        {"utterance": "what is my balance", "result": {"intent": "balance", "confidence": 0.93}},
+        {"utterance": "I want to complain", "result": {"intent": "complaint", "confidence": 0.9}}
+    ]})
+}
+
+fn fast_stages() -> Value {
+    json!({
+        "stt": {"first": {"fixed_ms": 30}, "per_chunk": {"fixed_ms": 30}},
+        "nlu": {"first": {"fixed_ms": 60}},
+        "tts": {"first": {"fixed_ms": 40}}
+    })
+}
+
+struct World {
+    gw: Gateway,
+    key: String,
+    dir: voxgate_tests::TempDir,
+    _sim: Simulator,
+}
+
+fn world(name: &str, script: Value, ai: Value) -> World {
+    let dir = temp(name).expect("temp dir");
+    let sim = Simulator::start(&script).expect("simulator starts");
+    let gw = gateway_with_simulator(&sim, dir.path()).expect("gateway starts");
+    let key = admin_key(&gw).expect("admin key");
+    publish(&gw, &key, dir.path(), &flow(ai), NUMBER).expect("flow published");
+    World {
+        gw,
+        key,
+        dir,
+        _sim: sim,
+    }
+}
+
+/// Index of the first loud frame at or after `from` (20 ms frames).
+fn first_loud(levels: &[f64], from: usize) -> Option<usize> {
+    levels
+        .iter()
+        .skip(from)
+        .position(|l| *l > LOUD)
+        .map(|i| i + from)
+}
+
+#[test]
+fn happy_path_the_intent_resolves_the_reply_is_heard_and_the_flow_follows_the_intent() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let w = world(
+        "ai-happy",
+        script("what is my balance", balance_nlu(), fast_stages()),
+        json!({}),
+    );
+    let (wav, spoken) = caller_audio(
+        w.dir.path(),
+        "caller",
+        &[
+            Part::Silence(600),
+            Part::Say("what is my balance"),
+            Part::Silence(6000),
+        ],
+    )
+    .expect("caller audio");
+    let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "12s").expect("call");
+    assert_eq!(
+        run.summary["disposition"]["kind"], "answered",
+        "{}",
+        run.summary
+    );
+
+    let record = last_call_record(&w.gw, &w.key).expect("record");
+    assert_eq!(path(&record), ["ask", "thanks", "bye"], "{record}");
+    let ask = step(&record, "ask").expect("ask step");
+    assert_eq!(ask["outcome"], "balance", "{ask}");
+    assert_eq!(ask["changed"]["ai.intent"], "balance");
+    assert_eq!(ask["changed"]["ai.transcript"], "what is my balance");
+    let decisions = ai_records(ask, "decision");
+    assert!(
+        decisions.iter().any(|d| {
+            d["text"].as_str().is_some_and(|t| {
+                t.contains("confidence 0.93 >= 0.60") && t.ends_with("route balance")
+            })
+        }),
+        "{ask}"
+    );
+    // The reply (the simulator's tone) arrives on RTP after the caller
+    // finished speaking.
+    let levels = frame_levels(&run.heard);
+    let speech_end = (spoken.spans[0].1 / 20) as usize;
+    let reply = first_loud(&levels, speech_end).expect("the reply is heard on RTP");
+    let reply_frames = levels[reply..].iter().take_while(|l| **l > LOUD).count();
+    // "Your balance is twelve euros." is 29 characters of 40 ms tone.
+    assert!(
+        reply_frames >= 40,
+        "reply heard for {} ms only",
+        reply_frames * 20
+    );
+    let turn = ai_records(ask, "turn");
+    assert!(
+        turn.first().is_some_and(|t| t["detail"]["turn"].is_u64()
+            && t["detail"]["stt_final"].is_u64()
+            && t["detail"]["nlu_first_token"].is_u64()),
+        "the turn's latency breakdown is in the timeline: {ask}"
+    );
+    let m = w.gw.metrics().expect("metrics");
+    assert!(
+        m.value("voxgate_ai_turn_ms_count") >= 1.0,
+        "turn_ms observed"
+    );
+    assert!(m.value("voxgate_ai_stt_final_ms_count") >= 1.0);
+    assert!(m.value("voxgate_ai_nlu_first_token_ms_count") >= 1.0);
+}
+
+#[test]
+fn an_nlu_stall_before_the_first_token_falls_back_to_the_dtmf_menu_within_the_hard_threshold() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let stages = json!({
+        "stt": {"first": {"fixed_ms": 30}, "per_chunk": {"fixed_ms": 30}},
+        "nlu": {"first": {"fixed_ms": 20000}},
+        "tts": {"first": {"fixed_ms": 40}}
+    });
+    let w = world(
+        "ai-stall",
+        script("what is my balance", balance_nlu(), stages),
+        json!({}),
+    );
+    let (wav, spoken) = caller_audio(
+        w.dir.path(),
+        "caller",
+        &[
+            Part::Silence(600),
+            Part::Say("what is my balance"),
+            Part::Silence(9000),
+        ],
+    )
+    .expect("caller audio");
+    let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "12s").expect("call");
+    assert_eq!(
+        run.summary["disposition"]["kind"], "answered",
+        "{}",
+        run.summary
+    );
+    let record = last_call_record(&w.gw, &w.key).expect("record");
+    let nodes = path(&record);
+    assert_eq!(&nodes[..2], ["ask", "menu"], "{record}");
+    let ask = step(&record, "ask").expect("ask step");
+    assert_eq!(ask["outcome"], "fallback_dtmf");
+    assert_eq!(ask["changed"]["ai.reason"], "deadline_nlu_first_token");
+    // Reaction: from the request to the intent engine (the transcript
+    // record) to the fallback record, against the default 3000 ms hard
+    // threshold of the NLU first token.
+    let asked = ai_records(ask, "transcript")[0]["at_ms"]
+        .as_u64()
+        .expect("at");
+    let fallback = &ai_records(ask, "fallback")[0];
+    let fell = fallback["at_ms"].as_u64().expect("at");
+    let reaction = fell - asked;
+    assert!(
+        (2999..=3020).contains(&reaction),
+        "fallback {reaction} ms after the request (hard 3000 ms + 20)"
+    );
+    assert_eq!(fallback["detail"]["reason"]["hard_ms"], 3000, "{fallback}");
+    let elapsed = fallback["detail"]["reason"]["elapsed_ms"]
+        .as_u64()
+        .expect("elapsed");
+    assert!((3000..=3020).contains(&elapsed), "{fallback}");
+    // A filler was played once at the soft threshold (700 ms).
+    assert_eq!(ai_records(ask, "filler").len(), 1, "{ask}");
+    // The menu prompt is heard after the fallback: audio well after the
+    // caller stopped speaking and the filler ended.
+    let levels = frame_levels(&run.heard);
+    let after = (spoken.spans[0].1 as usize + 700 + 3000 + 400) / 20;
+    assert!(
+        first_loud(&levels, after).is_some(),
+        "the DTMF menu is heard after the fallback"
+    );
+    let m = w.gw.metrics().expect("metrics");
+    assert_eq!(
+        m.with_labels(
+            "voxgate_ai_fallbacks_total",
+            &[("tenant", "acme"), ("reason", "deadline_nlu_first_token")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn an_stt_disconnect_mid_utterance_takes_the_fallback() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let stages = json!({
+        "stt": {"first": {"fixed_ms": 30}, "faults": {"disconnect_after_chunks": 1}},
+        "nlu": {"first": {"fixed_ms": 60}},
+        "tts": {"first": {"fixed_ms": 40}}
+    });
+    let w = world(
+        "ai-stt-drop",
+        script(
+            "what is my balance please tell me now",
+            balance_nlu(),
+            stages,
+        ),
+        json!({}),
+    );
+    let (wav, _) = caller_audio(
+        w.dir.path(),
+        "caller",
+        &[
+            Part::Silence(600),
+            Part::Say("what is my balance, please tell me my balance right now"),
+            Part::Silence(6000),
+        ],
+    )
+    .expect("caller audio");
+    let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "10s").expect("call");
+    assert_eq!(
+        run.summary["disposition"]["kind"], "answered",
+        "{}",
+        run.summary
+    );
+    let record = last_call_record(&w.gw, &w.key).expect("record");
+    let ask = step(&record, "ask").expect("ask step");
+    assert_eq!(ask["outcome"], "fallback_dtmf", "{ask}");
+    // KNOWN GAP: the disconnect surfaces today as a stall of the STT
+    // stream (the worker pool's failover does not report the lost worker
+    // at once), so the fallback comes from the stall watchdog, not at once.
+    let reason = ask["changed"]["ai.reason"].as_str().unwrap_or("");
+    assert!(reason == "stt_error" || reason == "stt_stall", "{ask}");
+    assert_eq!(path(&record)[1], "menu");
+}
+
+#[test]
+fn barge_in_stops_the_bot_on_the_rtp_leg_and_no_old_turn_audio_follows() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let greeting = "Welcome to the care line. This is a long greeting that keeps going so that the caller has time to interrupt it somewhere in the middle of all these words.";
+    let w = world(
+        "ai-barge",
+        script("what is my balance", balance_nlu(), fast_stages()),
+        json!({"greeting": greeting}),
+    );
+    let (wav, spoken) = caller_audio(
+        w.dir.path(),
+        "caller",
+        &[
+            Part::Silence(2000),
+            Part::Say("what is my balance, what is my balance"),
+            Part::Silence(6000),
+        ],
+    )
+    .expect("caller audio");
+    let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "11s").expect("call");
+    assert_eq!(
+        run.summary["disposition"]["kind"], "answered",
+        "{}",
+        run.summary
+    );
+    let record = last_call_record(&w.gw, &w.key).expect("record");
+    let ask = step(&record, "ask").expect("ask step");
+    let barge = ai_records(ask, "barge_in");
+    let cut = barge
+        .iter()
+        .find(|r| r["detail"]["silence_after_ms"].is_u64())
+        .unwrap_or_else(|| panic!("the gate reported the cut: {ask}"));
+    let silence_after = cut["detail"]["silence_after_ms"].as_u64().expect("ms");
+    assert!(
+        silence_after <= 150,
+        "silence {silence_after} ms after the bump"
+    );
+
+    // On the wire: the greeting tone plays from the start, stops after the
+    // caller starts speaking, and none of it comes back. The next audio is
+    // the reply to the new turn, after the caller's utterance ended.
+    let levels = frame_levels(&run.heard);
+    let start = first_loud(&levels, 0).expect("the greeting is heard");
+    let stop = levels[start..]
+        .iter()
+        .position(|l| *l <= LOUD)
+        .map(|i| i + start)
+        .expect("the greeting stops");
+    let speech_start = (spoken.spans[0].0 / 20) as usize;
+    let speech_end = (spoken.spans[0].1 / 20) as usize;
+    // The greeting (160 characters of 40 ms) would last 6.4 s.
+    assert!(
+        stop > speech_start && stop < speech_start + 75,
+        "greeting stopped at {} ms, caller spoke from {} ms",
+        stop * 20,
+        speech_start * 20
+    );
+    if let Some(next) = first_loud(&levels, stop) {
+        assert!(
+            next >= speech_end,
+            "audio at {} ms before the caller finished ({} ms): old turn leaked",
+            next * 20,
+            speech_end * 20
+        );
+    }
+    let m = w.gw.metrics().expect("metrics");
+    assert!(m.value("voxgate_ai_barge_in_to_silence_ms_count") >= 1.0);
+}
+
+#[test]
+fn a_sensitive_intent_goes_straight_to_the_agent_edge_with_context() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let w = world(
+        "ai-sensitive",
+        script("I want to complain", balance_nlu(), fast_stages()),
+        json!({}),
+    );
+    let (wav, _) = caller_audio(
+        w.dir.path(),
+        "caller",
+        &[
+            Part::Silence(600),
+            Part::Say("I want to complain"),
+            Part::Silence(5000),
+        ],
+    )
+    .expect("caller audio");
+    let _run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "8s").expect("call");
+    let record = last_call_record(&w.gw, &w.key).expect("record");
+    assert_eq!(&path(&record)[..2], ["ask", "agent"], "{record}");
+    let ask = step(&record, "ask").expect("ask step");
+    assert_eq!(ask["outcome"], "escalate");
+    assert_eq!(ask["changed"]["ai.reason"], "sensitive_intent");
+    assert_eq!(ask["changed"]["ai.intent"], "complaint");
+    assert!(ask["changed"]["ai.transcript_ref"]
+        .as_str()
+        .is_some_and(|r| r.ends_with("#ask")));
+    let d = ai_records(ask, "decision");
+    assert_eq!(
+        d[0]["text"], "sensitive intent complaint (confidence 0.90) → escalate",
+        "{ask}"
+    );
+    let m = w.gw.metrics().expect("metrics");
+    assert_eq!(
+        m.with_labels(
+            "voxgate_ai_escalations_total",
+            &[("tenant", "acme"), ("rule", "sensitive_intent")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn low_confidence_reprompts_then_escalates() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let nlu = json!({"default": {"intent": "balance", "confidence": 0.41}});
+    let w = world(
+        "ai-low",
+        script("mumble mumble", nlu, fast_stages()),
+        json!({"max_reprompts": 1}),
+    );
+    let (wav, _) = caller_audio(
+        w.dir.path(),
+        "caller",
+        &[
+            Part::Silence(600),
+            Part::Say("mumble mumble"),
+            Part::Silence(5000),
+            Part::Say("mumble mumble"),
+            Part::Silence(5000),
+        ],
+    )
+    .expect("caller audio");
+    let _run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "13s").expect("call");
+    let record = last_call_record(&w.gw, &w.key).expect("record");
+    let ask = step(&record, "ask").expect("ask step");
+    assert_eq!(ask["outcome"], "escalate", "{ask}");
+    let texts: Vec<&str> = ai_records(ask, "decision")
+        .iter()
+        .filter_map(|d| d["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "intent balance, confidence 0.41 < 0.60, reprompt 1/1 → reprompt",
+            "intent balance, confidence 0.41 < 0.60, 1/1 reprompts used → escalate"
+        ],
+        "{ask}"
+    );
+    assert_eq!(ask["changed"]["ai.turns"], 2);
+    assert_eq!(path(&record)[1], "agent");
+}
