@@ -12,6 +12,7 @@ use voxgate_gateway::{clock, sip};
 use voxgate_orchestrator::metrics::AiMetrics;
 use voxgate_orchestrator::noc::AiRuntimeState;
 use voxgate_orchestrator::runner::{build, AiNodeRunner};
+use voxgate_stt_tts::tts_cache::TtsCacheConfig;
 
 use crate::exit;
 
@@ -54,7 +55,13 @@ fn build_ai(
     runtime: &AiRuntimeState,
 ) -> Result<Arc<dyn voxgate_flows::driver::AiRunner>, build::BuildError> {
     let say = cfg.tts.say_config();
-    let Some(engines) = build::engines(&cfg.ai, &say, |var| std::env::var(var).ok())? else {
+    let Some(engines) = build::engines(
+        &cfg.ai,
+        &say,
+        &TtsCacheConfig::in_data_dir(&cfg.data_dir),
+        |var| std::env::var(var).ok(),
+    )?
+    else {
         tracing::info!("ai: no STT configured; AI nodes take their fallback");
         return Ok(Arc::new(voxgate_flows::driver::UnavailableAi));
     };

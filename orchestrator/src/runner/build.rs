@@ -17,6 +17,7 @@ use voxgate_stt_tts::nlu::lexical::LexicalIntentEngine;
 use voxgate_stt_tts::nlu::IntentEngine;
 use voxgate_stt_tts::stt::SttEngine;
 use voxgate_stt_tts::tts::TtsEngine;
+use voxgate_stt_tts::tts_cache::{CacheIdentity, CachedTts, TtsCacheConfig};
 use voxgate_stt_tts::worker::{PoolConfig, WorkerPool, WorkerToken};
 
 use super::{AiEngines, ConversationConfig, EngineNames};
@@ -99,9 +100,12 @@ fn llm(l: &LlmEndpoint, env: &impl Fn(&str) -> Option<String>) -> Result<LlmClie
 /// The engines `[ai]` asks for; `None` when no STT is configured (AI
 /// nodes then take their fallback with reason `ai_unavailable`). Must run
 /// inside a tokio runtime: worker pools start their health checks.
+/// Local TTS goes through a cache (`tts_cache`: memory, and disk when it
+/// names a directory), so a repeated prompt costs no synthesis.
 pub fn engines(
     ai: &AiConfig,
     say: &SayConfig,
+    tts_cache: &TtsCacheConfig,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<AiEngines>, BuildError> {
     let (stt, stt_name): (Arc<dyn SttEngine>, &str) = match &ai.stt {
@@ -122,7 +126,18 @@ pub fn engines(
         }
     };
     let (tts, tts_name): (Arc<dyn TtsEngine>, &str) = match &ai.tts {
-        TtsProviderConfig::Espeak => (Arc::new(EspeakTts::new(say.clone(), 100)), "espeak"),
+        TtsProviderConfig::Espeak => {
+            let cached = CachedTts::new(
+                EspeakTts::new(say.clone(), 100),
+                CacheIdentity::espeak(say),
+                tts_cache.clone(),
+            )
+            .map_err(|e| BuildError::Engine {
+                key: "ai.tts",
+                reason: e.to_string(),
+            })?;
+            (Arc::new(cached), "espeak")
+        }
         TtsProviderConfig::Worker(w) => {
             let p = pool("ai.tts", w, &env)?;
             p.spawn_health_checks();
@@ -174,9 +189,14 @@ mod tests {
     #[tokio::test]
     async fn no_stt_means_no_runner_and_secrets_come_from_the_named_variable() {
         let say = SayConfig::default();
-        assert!(engines(&AiConfig::default(), &say, |_| None)
-            .expect("builds")
-            .is_none());
+        assert!(engines(
+            &AiConfig::default(),
+            &say,
+            &TtsCacheConfig::default(),
+            |_| None
+        )
+        .expect("builds")
+        .is_none());
         let ai = AiConfig {
             stt: SttProviderConfig::Worker(WorkerEndpoints {
                 workers: vec!["ws://127.0.0.1:9".into()],
@@ -184,14 +204,18 @@ mod tests {
             }),
             ..AiConfig::default()
         };
-        let err = engines(&ai, &say, |_| None).err().expect("no token");
+        let err = engines(&ai, &say, &TtsCacheConfig::default(), |_| None)
+            .err()
+            .expect("no token");
         assert_eq!(
             err.to_string(),
             "ai.stt: the environment variable MY_TOKEN is not set"
         );
-        let built = engines(&ai, &say, |v| (v == "MY_TOKEN").then(|| "t".to_string()))
-            .expect("builds")
-            .expect("engines");
+        let built = engines(&ai, &say, &TtsCacheConfig::default(), |v| {
+            (v == "MY_TOKEN").then(|| "t".to_string())
+        })
+        .expect("builds")
+        .expect("engines");
         assert_eq!(
             built.names,
             EngineNames {
