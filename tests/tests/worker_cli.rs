@@ -58,11 +58,14 @@ fn worker_refuses_connections_without_the_token() {
 }
 
 #[test]
-fn worker_says_plainly_that_no_local_stt_is_built_in() {
+fn a_worker_without_a_whisper_model_says_how_to_get_one() {
     let out = Command::new(voxgate_bin())
+        .env_remove("VOXGATE_WHISPER_MODEL")
         .args(["worker", "--engines", "stt", "--token", "x"])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no local speech-to-text engine"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--whisper-model"), "{stderr}");
+    assert!(stderr.contains("voxgate models fetch whisper"), "{stderr}");
 }
