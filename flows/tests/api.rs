@@ -1,7 +1,5 @@
 //! The flows API through the real router over a real SQLite file.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -13,27 +11,8 @@ use voxgate_flows::api::{self, ApiState};
 use voxgate_flows::live::{LiveTable, Route};
 use voxgate_flows::store::{self, CallRecord, SqliteStore, Store};
 
-/// A temp dir removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "voxgate-flows-api-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 struct Harness {
     app: Router,
@@ -51,7 +30,7 @@ struct Reply {
 
 impl Harness {
     async fn new() -> Self {
-        let dir = TempDir::new();
+        let dir = TempDir::new("voxgate-flows-api");
         let store = Arc::new(SqliteStore::open_in_dir(&dir.0).await.expect("open store"));
         let admin = store::bootstrap(store.as_ref(), 1)
             .await

@@ -2,8 +2,6 @@
 //! real SQLite file, with the orchestrator's real hook (policy book,
 //! breakers, admission) behind them.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -17,27 +15,8 @@ use voxgate_flows::store::{self, SqliteStore, Store};
 use voxgate_orchestrator::budget::Provider;
 use voxgate_orchestrator::noc::AiRuntimeState;
 
-/// A temp dir removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "voxgate-policy-api-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 struct Harness {
     app: Router,
@@ -65,7 +44,7 @@ impl Reply {
 
 impl Harness {
     async fn new() -> Self {
-        let dir = TempDir::new();
+        let dir = TempDir::new("voxgate-policy-api");
         let store = Arc::new(SqliteStore::open_in_dir(&dir.0).await.expect("open store"));
         let admin = store::bootstrap(store.as_ref(), 1)
             .await
@@ -550,7 +529,7 @@ async fn health_shows_an_open_breaker_after_failures() {
 
 #[tokio::test]
 async fn without_the_ai_runtime_the_endpoints_answer_503() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("voxgate-policy-api");
     let store = Arc::new(SqliteStore::open_in_dir(&dir.0).await.expect("open store"));
     let admin = store::bootstrap(store.as_ref(), 1)
         .await
