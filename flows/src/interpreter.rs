@@ -176,6 +176,11 @@ pub enum ActionResult {
     CallerHungUp,
 }
 
+/// The outcome of an [`ActionResult::Ai`] when the caller hung up during
+/// the AI node: its variables and records are kept, then the call ends as
+/// [`ActionResult::CallerHungUp`] does.
+pub const AI_CALLER_HUNG_UP: &str = "caller_hung_up";
+
 /// One thing an AI node decided or measured, for the call timeline: a
 /// policy decision ("confidence 0.41 < 0.60, 2/2 reprompts used →
 /// escalate"), a fallback and its reason, a filler, a barge-in, a turn's
@@ -185,7 +190,7 @@ pub struct AiRecord {
     /// Milliseconds since the node started.
     pub at_ms: u64,
     /// `decision`, `fallback`, `filler`, `barge_in`, `turn`, `dtmf`,
-    /// `transcript`, `admission`.
+    /// `transcript`, `admission`, `policy`, `hangup`, `exit`.
     pub kind: String,
     /// The record for people.
     pub text: String,
@@ -509,6 +514,17 @@ impl Interpreter {
 
     /// Reports how the pending action ended.
     pub fn handle_result(&mut self, now: Instant, result: ActionResult) {
+        let result = match result {
+            ActionResult::Ai {
+                outcome,
+                variables,
+                records,
+            } if outcome == AI_CALLER_HUNG_UP => {
+                self.absorb_ai(variables, records);
+                ActionResult::CallerHungUp
+            }
+            other => other,
+        };
         if result == ActionResult::CallerHungUp {
             self.exit("caller_hung_up", now);
             self.phase = Phase::Finished(Disposition::CallerHungUp);
@@ -670,12 +686,7 @@ impl Interpreter {
                     records,
                 },
             ) => {
-                for (k, v) in variables {
-                    self.set_var(&k, v);
-                }
-                if let Some(step) = self.timeline.last_mut() {
-                    step.ai.extend(records);
-                }
+                self.absorb_ai(variables, records);
                 let outcome = match outcome.as_str() {
                     "fallback_dtmf" if !node.edges.contains_key("fallback_dtmf") => {
                         "fallback_agent".to_string()
@@ -694,6 +705,16 @@ impl Interpreter {
                 );
                 self.take_fallback(&reason, now);
             }
+        }
+    }
+
+    /// An AI node's variables, and its records on its timeline step.
+    fn absorb_ai(&mut self, variables: BTreeMap<String, Value>, records: Vec<AiRecord>) {
+        for (k, v) in variables {
+            self.set_var(&k, v);
+        }
+        if let Some(step) = self.timeline.last_mut() {
+            step.ai.extend(records);
         }
     }
 

@@ -284,6 +284,17 @@ impl TurnBudget {
         }
     }
 
+    /// The thresholds in force.
+    pub fn config(&self) -> &BudgetConfig {
+        &self.config
+    }
+
+    /// New thresholds, for the clocks started from now on (the caller
+    /// calls it between turns).
+    pub fn set_config(&mut self, config: BudgetConfig) {
+        self.config = config;
+    }
+
     /// Starts a new caller turn: clears every stage and allows one filler.
     /// A fallback already taken stays taken.
     pub fn begin_turn(&mut self) {

@@ -88,6 +88,16 @@ pub fn from_fallback(
     }
 }
 
+/// The node's answer when the caller hangs up in it: what was learned so
+/// far, for the timeline and the variables.
+pub fn from_hangup(last: Option<&LastTurn>, turns: u32) -> ActionResult {
+    ActionResult::Ai {
+        outcome: voxgate_flows::interpreter::AI_CALLER_HUNG_UP.to_string(),
+        variables: variables(last, turns, "caller_hung_up", "the caller hung up".into()),
+        records: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

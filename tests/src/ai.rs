@@ -62,6 +62,10 @@ impl Simulator {
     pub fn stt_sessions(&self) -> u32 {
         self.handle.stt_sessions()
     }
+
+    pub fn nlu_sessions(&self) -> u32 {
+        self.handle.nlu_sessions()
+    }
 }
 
 impl Drop for Simulator {
@@ -262,12 +266,22 @@ pub fn frame_levels(heard: &[i16]) -> Vec<f64> {
     heard.chunks(160).map(crate::rms).collect()
 }
 
-fn api_get(addr: SocketAddr, key: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+/// One API request with `Connection: close`: the status and the JSON body
+/// (`null` when the body is not JSON).
+fn api(
+    addr: SocketAddr,
+    key: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> anyhow::Result<(u16, Value)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
@@ -278,23 +292,46 @@ fn api_get(addr: SocketAddr, key: &str, path: &str) -> anyhow::Result<(u16, Valu
     ))
 }
 
+/// `GET path` on the gateway's API.
+pub fn api_get(gw: &Gateway, key: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+    api(gw.http_addr(), key, "GET", path, "", "")
+}
+
+/// Changes the tenant's NOC policy through `GET` and `PUT
+/// /v1/tenants/{TENANT}/policy` (with the ETag the `GET` returned);
+/// returns the `PUT`'s answer.
+pub fn change_policy(
+    gw: &Gateway,
+    key: &str,
+    edit: impl FnOnce(&mut Value),
+) -> anyhow::Result<Value> {
+    let path = format!("/v1/tenants/{TENANT}/policy");
+    let (status, mut view) = api_get(gw, key, &path)?;
+    if status != 200 {
+        bail!("GET {path}: {status} {view}");
+    }
+    let etag = view["etag"].as_str().context("etag")?.to_string();
+    edit(&mut view["policy"]);
+    let body = serde_json::to_string(&view["policy"])?;
+    let headers = format!("Content-Type: application/json\r\nIf-Match: \"{etag}\"\r\n");
+    let (status, answer) = api(gw.http_addr(), key, "PUT", &path, &headers, &body)?;
+    if status != 200 {
+        bail!("PUT {path}: {status} {answer}");
+    }
+    Ok(answer)
+}
+
 /// The newest call record of the tenant once it is complete.
 pub fn last_call_record(gw: &Gateway, key: &str) -> anyhow::Result<Value> {
     wait_until(Duration::from_secs(15), || {
-        let (status, list) =
-            api_get(gw.http_addr(), key, &format!("/v1/tenants/{TENANT}/calls")).ok()?;
+        let (status, list) = api_get(gw, key, &format!("/v1/tenants/{TENANT}/calls")).ok()?;
         if status != 200 {
             return None;
         }
         let id = list["items"].as_array()?.first()?["id"]
             .as_str()?
             .to_string();
-        let (status, body) = api_get(
-            gw.http_addr(),
-            key,
-            &format!("/v1/tenants/{TENANT}/calls/{id}"),
-        )
-        .ok()?;
+        let (status, body) = api_get(gw, key, &format!("/v1/tenants/{TENANT}/calls/{id}")).ok()?;
         (status == 200 && !body["ended_at"].is_null()).then_some(body)
     })
     .context("a completed call record")

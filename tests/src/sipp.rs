@@ -187,6 +187,13 @@ impl Sipp {
 
     /// Runs sipp to its end and collects its logs.
     pub fn run(self) -> anyhow::Result<SippRun> {
+        self.spawn()?.wait()
+    }
+
+    /// Starts sipp in the background, for scenarios that wait for the
+    /// gateway to call them (a UAS standing in for an agent). Its SIP port
+    /// is [`SippChild::local_port`].
+    pub fn spawn(self) -> anyhow::Result<SippChild> {
         let sipp = crate::require_tool("sipp")?;
         if !self.target.ip().is_loopback() {
             bail!("sipp target {} is not loopback", self.target);
@@ -253,17 +260,46 @@ impl Sipp {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let started = crate::now();
-        let out = cmd.output().context("running sipp")?;
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let child = cmd.spawn().context("running sipp")?;
+        Ok(SippChild {
+            child,
+            work,
+            started,
+            local_port,
+            media_port,
+        })
+    }
+}
+
+/// A sipp started with [`Sipp::spawn`].
+pub struct SippChild {
+    child: std::process::Child,
+    work: TempDir,
+    started: std::time::Instant,
+    local_port: u16,
+    media_port: u16,
+}
+
+impl SippChild {
+    /// The port sipp listens on for SIP.
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    /// Waits for sipp to end and collects its logs.
+    pub fn wait(self) -> anyhow::Result<SippRun> {
+        let out = self.child.wait_with_output().context("waiting for sipp")?;
+        let read =
+            |name: &str| std::fs::read_to_string(self.work.path().join(name)).unwrap_or_default();
         Ok(SippRun {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            errors: read(&err_file),
-            messages: read(&msg_file),
-            elapsed: started.elapsed(),
-            local_port,
-            media_port,
+            errors: read("errors.log"),
+            messages: read("messages.log"),
+            elapsed: self.started.elapsed(),
+            local_port: self.local_port,
+            media_port: self.media_port,
         })
     }
 }

@@ -8,13 +8,15 @@
 //! find in the recording; the flow's own prompts (menus) are espeak-ng.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use voxgate_tests::ai::{
-    admin_key, ai_records, call, caller_audio, frame_levels, gateway_with_simulator,
-    last_call_record, path, publish, step, temp, Part, Simulator,
+    admin_key, ai_records, api_get, call, caller_audio, change_policy, frame_levels,
+    gateway_with_simulator, last_call_record, path, publish, step, temp, Part, Simulator,
 };
-use voxgate_tests::Gateway;
+use voxgate_tests::sipp::Sipp;
+use voxgate_tests::{wait_until, Gateway};
 
 /// One AI call at a time: the timing checks should measure the gateway,
 /// not two gateways fighting over two cores.
@@ -25,7 +27,23 @@ const NUMBER: &str = "5000";
 /// A frame louder than this is audio, not silence.
 const LOUD: f64 = 500.0;
 
+/// The agent node of [`flow`]: a blind transfer to a port nobody answers
+/// (the tests that need an agent put a sipp UAS behind a bridged one).
+fn unanswered_agent() -> Value {
+    json!({"type": "transfer", "mode": "blind", "target": "sip:agent@127.0.0.1:9",
+           "timeout_ms": 1000})
+}
+
 fn flow(ai: Value) -> Value {
+    flow_with_agent(ai, unanswered_agent())
+}
+
+/// The test flow; `agent` is the transfer node the escalations take, to
+/// which the context headers are added.
+fn flow_with_agent(ai: Value, mut agent: Value) -> Value {
+    agent["headers"] = json!({"X-Voxgate-Intent": "${ai.intent}", "X-Voxgate-Confidence": "${ai.confidence}",
+                              "X-Voxgate-Transcript": "${ai.transcript_ref}"});
+    agent["edges"] = json!({"failed": "bye"});
     let mut ask = json!({
         "type": "ai",
         "intents": [
@@ -46,11 +64,7 @@ fn flow(ai: Value) -> Value {
         "menu": {"type": "menu", "prompt": {"say": "Press one for billing, two for anything else."},
                  "options": ["1", "2"], "timeout_ms": 3000, "max_retries": 0,
                  "edges": {"1": "bye", "2": "bye", "no_input": "bye"}},
-        "agent": {"type": "transfer", "mode": "blind", "target": "sip:agent@127.0.0.1:9",
-                  "timeout_ms": 1000,
-                  "headers": {"X-Voxgate-Intent": "${ai.intent}", "X-Voxgate-Confidence": "${ai.confidence}",
-                              "X-Voxgate-Transcript": "${ai.transcript_ref}"},
-                  "edges": {"failed": "bye"}},
+        "agent": agent,
         "bye": {"type": "hangup"}
     }})
 }
@@ -88,11 +102,15 @@ struct World {
 }
 
 fn world(name: &str, script: Value, ai: Value) -> World {
+    world_with_flow(name, script, flow(ai))
+}
+
+fn world_with_flow(name: &str, script: Value, flow: Value) -> World {
     let dir = temp(name).expect("temp dir");
     let sim = Simulator::start(&script).expect("simulator starts");
     let gw = gateway_with_simulator(&sim, dir.path()).expect("gateway starts");
     let key = admin_key(&gw).expect("admin key");
-    publish(&gw, &key, dir.path(), &flow(ai), NUMBER).expect("flow published");
+    publish(&gw, &key, dir.path(), &flow, NUMBER).expect("flow published");
     World {
         gw,
         key,
@@ -408,13 +426,22 @@ fn a_sensitive_intent_goes_straight_to_the_agent_edge_with_context() {
 }
 
 #[test]
-fn low_confidence_reprompts_then_escalates() {
+fn low_confidence_reprompts_then_escalates_to_an_agent_who_gets_the_context() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let nlu = json!({"default": {"intent": "balance", "confidence": 0.41}});
-    let w = world(
+    // The agent: a sipp UAS that answers the bridged transfer.
+    let agent = Sipp::new("agent_uas.xml", "127.0.0.1:9".parse().expect("addr"))
+        .timeout(Duration::from_secs(40))
+        .spawn()
+        .expect("sipp agent starts");
+    let target = format!("sip:agent@127.0.0.1:{}", agent.local_port());
+    let w = world_with_flow(
         "ai-low",
         script("mumble mumble", nlu, fast_stages()),
-        json!({"max_reprompts": 1}),
+        flow_with_agent(
+            json!({"max_reprompts": 1}),
+            json!({"type": "transfer", "mode": "bridged", "target": target, "timeout_ms": 5000}),
+        ),
     );
     let (wav, _) = caller_audio(
         w.dir.path(),
@@ -428,7 +455,7 @@ fn low_confidence_reprompts_then_escalates() {
         ],
     )
     .expect("caller audio");
-    let _run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "13s").expect("call");
+    let _run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "15s").expect("call");
     let record = last_call_record(&w.gw, &w.key).expect("record");
     let ask = step(&record, "ask").expect("ask step");
     assert_eq!(ask["outcome"], "escalate", "{ask}");
@@ -446,4 +473,186 @@ fn low_confidence_reprompts_then_escalates() {
     );
     assert_eq!(ask["changed"]["ai.turns"], 2);
     assert_eq!(path(&record)[1], "agent");
+    let transcript_ref = ask["changed"]["ai.transcript_ref"]
+        .as_str()
+        .expect("transcript ref")
+        .to_string();
+
+    // The agent's phone got the INVITE with the conversation's context,
+    // answered, and was hung up on when the caller left.
+    let agent = agent.wait().expect("sipp agent ends");
+    agent.assert_success();
+    let invite = agent
+        .received()
+        .into_iter()
+        .find(|m| m.trim_start().starts_with("INVITE "))
+        .unwrap_or_else(|| panic!("the agent got no INVITE\n{}", agent.report()));
+    let header = |name: &str| {
+        invite
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("{name} missing from the agent's INVITE:\n{invite}"))
+    };
+    assert_eq!(header("X-Voxgate-Intent"), "balance");
+    assert_eq!(header("X-Voxgate-Confidence"), "0.41");
+    assert_eq!(header("X-Voxgate-Transcript"), transcript_ref);
+    assert!(transcript_ref.ends_with("#ask"), "{transcript_ref}");
+    assert!(header("X-Voxgate-Call-Id").len() >= 32);
+}
+
+/// Breaker settings small enough for a test: two breaches open it for
+/// twelve seconds (longer than a call), and one good probe closes it.
+fn quick_breaker(policy: &mut Value) {
+    policy["breaker"] =
+        json!({"failures": 2, "window_ms": 60000, "cooldown_ms": 12000, "probes": 1});
+    policy["budgets"]["nlu_first_token"] = json!({"soft_ms": null, "hard_ms": 500});
+}
+
+#[test]
+fn the_circuit_breaker_trips_after_repeated_stalls_sends_calls_to_the_fallback_and_recovers() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // The intent engine stalls before its first token for the first two
+    // requests, then behaves.
+    let stages = json!({
+        "stt": {"first": {"fixed_ms": 30}, "per_chunk": {"fixed_ms": 30}},
+        "nlu": {"first": {"fixed_ms": 60}, "faults": {"stall_after_chunks": 0, "times": 2}},
+        "tts": {"first": {"fixed_ms": 40}}
+    });
+    let w = world(
+        "ai-breaker",
+        script("what is my balance", balance_nlu(), stages),
+        json!({}),
+    );
+    change_policy(&w.gw, &w.key, quick_breaker).expect("policy set");
+    let (wav, _) = caller_audio(
+        w.dir.path(),
+        "caller",
+        &[
+            Part::Silence(600),
+            Part::Say("what is my balance"),
+            Part::Silence(3000),
+        ],
+    )
+    .expect("caller audio");
+    let one_call = |n: u32| {
+        let heard = w.dir.path().join(format!("heard-{n}.wav"));
+        call(&w.gw, NUMBER, &wav, &heard, "6s").expect("call");
+        let record = last_call_record(&w.gw, &w.key).expect("record");
+        step(&record, "ask").expect("ask step").clone()
+    };
+    let nlu_state = || {
+        let (status, health) = api_get(&w.gw, &w.key, "/v1/tenants/acme/health").expect("health");
+        assert_eq!(status, 200, "{health}");
+        health["breakers"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["provider"] == "nlu"))
+            .map(|b| b["state"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("no nlu breaker in {health}"))
+    };
+
+    // Two stalls: each a hard breach of the 500 ms budget.
+    for n in 1..=2 {
+        let ask = one_call(n);
+        assert_eq!(
+            ask["outcome"],
+            "fallback_dtmf",
+            "call {n} ({} intent requests): {ask}",
+            w._sim.nlu_sessions()
+        );
+        assert_eq!(ask["changed"]["ai.reason"], "deadline_nlu_first_token");
+    }
+    assert_eq!(w._sim.nlu_sessions(), 2);
+    assert_eq!(nlu_state(), "open");
+    let m = w.gw.metrics().expect("metrics");
+    assert!(
+        m.names()
+            .iter()
+            .any(|n| n.starts_with("voxgate_ai_breaker_state")),
+        "breaker gauge on /metrics"
+    );
+
+    // Open: the next call skips the AI node at once, without opening an
+    // STT stream, and hears the DTMF menu.
+    let streams = w._sim.stt_sessions();
+    let ask = one_call(3);
+    assert_eq!(ask["outcome"], "fallback_dtmf", "{ask}");
+    assert_eq!(ask["changed"]["ai.reason"], "nlu_circuit_open", "{ask}");
+    assert_eq!(w._sim.stt_sessions(), streams, "no STT stream while open");
+
+    assert_eq!(nlu_state(), "open");
+
+    // After the cool-down a probe call goes through (the engine behaves
+    // again), and its success closes the circuit.
+    wait_until(Duration::from_secs(15), || {
+        (nlu_state() == "half_open").then_some(())
+    })
+    .expect("half-open after the cool-down");
+    let ask = one_call(4);
+    assert_eq!(ask["outcome"], "balance", "{ask}");
+    assert_eq!(nlu_state(), "closed");
+}
+
+#[test]
+fn a_policy_change_through_the_api_takes_effect_on_the_next_turn_of_a_live_call() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // Every answer is unsure (a reprompt), and the intent engine takes
+    // 900 ms to its first token: inside the default 3000 ms budget.
+    let nlu = json!({"default": {"intent": "balance", "confidence": 0.41}});
+    let stages = json!({
+        "stt": {"first": {"fixed_ms": 30}, "per_chunk": {"fixed_ms": 30}},
+        "nlu": {"first": {"fixed_ms": 900}},
+        "tts": {"first": {"fixed_ms": 40}}
+    });
+    let w = world(
+        "ai-policy",
+        script("mumble mumble", nlu, stages),
+        json!({"max_reprompts": 3}),
+    );
+    let (wav, _) = caller_audio(
+        w.dir.path(),
+        "caller",
+        &[
+            Part::Silence(600),
+            Part::Say("mumble mumble"),
+            Part::Silence(5000),
+            Part::Say("mumble mumble"),
+            Part::Silence(5000),
+        ],
+    )
+    .expect("caller audio");
+    std::thread::scope(|s| {
+        let caller = s.spawn(|| call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "14s"));
+        // Once the first turn's intent request has answered, the NOC
+        // tightens the budget to 500 ms, mid-call.
+        wait_until(Duration::from_secs(10), || {
+            let m = w.gw.metrics().ok()?;
+            (m.value("voxgate_ai_nlu_first_token_ms_count") >= 1.0).then_some(())
+        })
+        .expect("the first turn's intent request");
+        change_policy(&w.gw, &w.key, |p| {
+            p["budgets"]["nlu_first_token"] = json!({"soft_ms": 300, "hard_ms": 500});
+        })
+        .expect("policy changed");
+        caller.join().expect("caller thread").expect("call");
+    });
+    let record = last_call_record(&w.gw, &w.key).expect("record");
+    let ask = step(&record, "ask").expect("ask step");
+    // Turn 1 ran under the old budget (900 ms was fine: a reprompt);
+    // turn 2 under the new one (900 ms > 500 ms: the fallback).
+    let decisions = ai_records(ask, "decision");
+    assert_eq!(decisions.len(), 1, "{ask}");
+    assert!(decisions[0]["text"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("→ reprompt")));
+    assert_eq!(ask["outcome"], "fallback_dtmf", "{ask}");
+    assert_eq!(ask["changed"]["ai.reason"], "deadline_nlu_first_token");
+    let fallback = &ai_records(ask, "fallback")[0];
+    assert_eq!(fallback["detail"]["reason"]["hard_ms"], 500, "{fallback}");
+    assert_eq!(ai_records(ask, "transcript").len(), 2, "{ask}");
+    assert_eq!(ai_records(ask, "policy").len(), 1, "{ask}");
 }

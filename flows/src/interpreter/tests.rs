@@ -395,3 +395,32 @@ fn ai_outcomes_and_variables() {
     assert_eq!(i.current_node(), Some("menu"));
     assert_eq!(i.variables()["ai.confidence"], json!(0.3));
 }
+
+#[test]
+fn a_hang_up_in_the_ai_node_keeps_its_variables_and_records() {
+    let f = flow(json!({
+        "start": {"type": "ai", "intents": [{"name": "balance", "examples": ["my balance"]}],
+                  "edges": {"balance": "bye", "escalate": "bye", "fallback_dtmf": "bye", "error": "bye"}},
+        "bye": {"type": "hangup"}
+    }));
+    let mut i = Interpreter::new(f, &call(), FallbackPolicy::default(), Instant::now());
+    assert!(i.poll_action().is_some());
+    i.handle_result(
+        Instant::now(),
+        ActionResult::Ai {
+            outcome: AI_CALLER_HUNG_UP.into(),
+            variables: BTreeMap::from([("ai.transcript".to_string(), json!("mumble"))]),
+            records: vec![AiRecord {
+                at_ms: 10,
+                kind: "hangup".into(),
+                text: "the caller hung up".into(),
+                detail: Value::Null,
+            }],
+        },
+    );
+    assert_eq!(i.poll_action(), None);
+    assert_eq!(i.finished(), Some(Disposition::CallerHungUp));
+    assert_eq!(path(&i), [("start".into(), Some("caller_hung_up".into()))]);
+    assert_eq!(i.variables()["ai.transcript"], json!("mumble"));
+    assert_eq!(i.timeline()[0].ai.len(), 1);
+}

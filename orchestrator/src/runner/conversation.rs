@@ -91,6 +91,9 @@ pub enum Command {
     },
     /// Stop every synthesis in progress.
     CancelTts,
+    /// A caller turn is starting: answer with [`Conversation::handle_policy`]
+    /// if the tenant's NOC policy changed, so the turn runs under it.
+    RefreshPolicy,
     /// Leave the node with this result.
     Finish(ActionResult),
 }
@@ -140,6 +143,9 @@ pub struct Conversation<S: VoiceScorer> {
     pipeline: Pipeline<S>,
     budget: TurnBudget,
     policy: NodePolicy,
+    /// A NOC policy change that takes effect when the next caller turn
+    /// starts (never in the middle of one).
+    pending_policy: Option<(NodePolicy, BudgetConfig)>,
     state: PolicyState,
     intents: Vec<IntentSpec>,
     replies: BTreeMap<String, String>,
@@ -189,6 +195,7 @@ impl<S: VoiceScorer> Conversation<S> {
             pipeline: Pipeline::new(scorer, config.pipeline.clone()),
             budget: TurnBudget::new(setup.budgets),
             policy: setup.policy,
+            pending_policy: None,
             state: PolicyState::new(),
             intents: setup.intents,
             replies: setup.replies,
@@ -337,8 +344,34 @@ impl<S: VoiceScorer> Conversation<S> {
         self.exit = Some(Exit::HungUp);
         self.done = true;
         self.cancel_all();
-        self.commands
-            .push_back(Command::Finish(ActionResult::CallerHungUp));
+        // The conversation so far still goes to the timeline and the
+        // variables.
+        let result = outcome::from_hangup(self.last.as_ref(), self.state.turns);
+        let result = self.with_records(result);
+        self.commands.push_back(Command::Finish(result));
+    }
+
+    /// The tenant's NOC policy changed (after a [`Command::RefreshPolicy`]
+    /// or at any time): it applies from the next caller turn.
+    pub fn handle_policy(&mut self, policy: NodePolicy, budgets: BudgetConfig) {
+        self.pending_policy = Some((policy, budgets));
+    }
+
+    /// A caller turn starts its clocks: under the newest policy.
+    fn begin_turn(&mut self, now: Instant) {
+        if let Some((policy, budgets)) = self.pending_policy.take() {
+            if policy != self.policy || budgets != *self.budget.config() {
+                self.record(
+                    now,
+                    "policy",
+                    "the tenant's NOC policy changed: in force from this turn".into(),
+                    json!({"budgets": &budgets, "policy": &policy}),
+                );
+            }
+            self.policy = policy;
+            self.budget.set_config(budgets);
+        }
+        self.budget.begin_turn();
     }
 
     pub fn handle_stt(&mut self, now: Instant, id: u64, event: Result<SttEvent, EngineError>) {
@@ -537,6 +570,7 @@ impl<S: VoiceScorer> Conversation<S> {
             match frame {
                 Frame::System(SystemFrame::SpeechStarted { .. }) => {
                     self.no_input_at = None;
+                    self.commands.push_back(Command::RefreshPolicy);
                     self.next_stt += 1;
                     if self.stt.is_some() {
                         self.commands.push_back(Command::CancelStt);
@@ -555,7 +589,7 @@ impl<S: VoiceScorer> Conversation<S> {
                         r.ended = true;
                         self.commands.push_back(Command::EndStt { id: r.id });
                         if self.pipeline.bot_turn().is_none() {
-                            self.budget.begin_turn();
+                            self.begin_turn(now);
                             self.budget.handle_start(now, Stage::SttFinal);
                             self.budget.handle_start(now, Stage::Turn);
                             self.budget.handle_stream_open(now, Provider::Stt);
@@ -684,7 +718,7 @@ impl<S: VoiceScorer> Conversation<S> {
             .deadline(crate::budget::Timer::Hard(Stage::Turn))
             .is_none()
         {
-            self.budget.begin_turn();
+            self.begin_turn(now);
             self.budget.handle_start(now, Stage::Turn);
         }
         let turn = self.pipeline.current_turn();

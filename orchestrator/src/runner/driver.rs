@@ -115,7 +115,7 @@ pub(super) async fn run(
         .unwrap_or("")
         .to_string();
     let m = &runner.metrics;
-    let policy = runner.book.get(&tenant);
+    let mut policy = runner.book.get(&tenant);
     let fallback = policy.default_fallback();
     let _permit = match runner.admission.try_admit(&tenant, &policy.limits) {
         Ok(p) => p,
@@ -207,6 +207,16 @@ pub(super) async fn run(
                 Command::Finish(r) => {
                     finished = Some(r);
                     break;
+                }
+                Command::RefreshPolicy => {
+                    let now_in_force = runner.book.get(&tenant);
+                    if !Arc::ptr_eq(&now_in_force, &policy) {
+                        policy = now_in_force;
+                        conv.handle_policy(
+                            NodePolicy::resolve(&policy.escalation, params),
+                            policy.budgets.clone(),
+                        );
+                    }
                 }
                 cmd => execute(
                     runner,
@@ -473,7 +483,8 @@ fn execute(
             }
             s.tts_tail = None;
         }
-        Command::Finish(_) => {}
+        // The loop in `run` handles these.
+        Command::Finish(_) | Command::RefreshPolicy => {}
     }
 }
 

@@ -85,6 +85,11 @@ impl SimulatorHandle {
         self.state.count(StageId::Stt)
     }
 
+    /// Worker protocol NLU sessions so far.
+    pub fn nlu_sessions(&self) -> u32 {
+        self.state.count(StageId::Nlu)
+    }
+
     /// Requests to `POST /v1/audio/speech` so far.
     pub fn speech_requests(&self) -> u32 {
         self.state.count(StageId::Speech)

@@ -390,3 +390,96 @@ fn silence_reprompts_then_escalates() {
     assert_eq!(outcome, "escalate");
     assert_eq!(variables["ai.reason"], "no_input");
 }
+
+#[test]
+fn a_policy_change_applies_from_the_next_caller_turn_not_the_current_one() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut c = conv(None, t0);
+    // Turn 1 starts; the NOC tightens the intent budget while it runs.
+    let cmds = feed(&mut c, &mut now, &loud(800));
+    assert!(
+        cmds.contains(&Command::RefreshPolicy),
+        "a caller turn asks for the newest policy: {cmds:?}"
+    );
+    let tight = BudgetConfig {
+        nlu_first_token: Threshold {
+            soft_ms: None,
+            hard_ms: 200,
+        },
+        ..budgets()
+    };
+    let policy = NodePolicy::resolve(&TenantPolicy::default(), &node());
+    c.handle_policy(policy, tight);
+    // A turn's clocks start when its utterance ends: the change made
+    // while the caller spoke is in force for the turn.
+    let _ = feed(&mut c, &mut now, &quiet(800));
+    let id = 1;
+    now += Duration::from_millis(50);
+    c.handle_stt(now, id, Ok(SttEvent::Final(transcript("hello"))));
+    let _ = drain(&mut c);
+    let asked = now;
+    assert_eq!(
+        c.poll_timeout(),
+        Some(asked + Duration::from_millis(200)),
+        "the new 200 ms hard threshold, no 300 ms filler"
+    );
+    now = asked + Duration::from_millis(200);
+    c.handle_timeout(now);
+    let cmds = drain(&mut c);
+    let Some(ActionResult::Ai {
+        outcome, records, ..
+    }) = finish(&cmds)
+    else {
+        panic!("falls back: {cmds:?}")
+    };
+    assert_eq!(outcome, "fallback_dtmf");
+    assert!(records.iter().any(|r| r.kind == "policy"), "{records:?}");
+}
+
+#[test]
+fn a_policy_change_during_the_intent_request_waits_for_the_next_turn() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut c = conv(None, t0);
+    let _turn = utterance(&mut c, &mut now, "hello");
+    let asked = now;
+    let tight = BudgetConfig {
+        nlu_first_token: Threshold {
+            soft_ms: None,
+            hard_ms: 100,
+        },
+        ..budgets()
+    };
+    c.handle_policy(
+        NodePolicy::resolve(&TenantPolicy::default(), &node()),
+        tight,
+    );
+    // The running turn keeps its 300 ms soft threshold.
+    assert_eq!(c.poll_timeout(), Some(asked + Duration::from_millis(300)));
+}
+
+#[test]
+fn a_hang_up_keeps_what_the_node_learned_for_the_timeline() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut c = conv(None, t0);
+    let turn = utterance(&mut c, &mut now, "mumble");
+    now += Duration::from_millis(100);
+    c.handle_nlu(now, turn, Ok(NluEvent::Result(result("balance", 0.2))));
+    let _ = drain(&mut c);
+    c.handle_hangup(now + Duration::from_millis(500));
+    let cmds = drain(&mut c);
+    let Some(ActionResult::Ai {
+        outcome,
+        variables,
+        records,
+    }) = finish(&cmds)
+    else {
+        panic!("finishes with the records: {cmds:?}")
+    };
+    assert_eq!(outcome, voxgate_flows::interpreter::AI_CALLER_HUNG_UP);
+    assert_eq!(variables["ai.transcript"], "mumble");
+    assert!(records.iter().any(|r| r.kind == "decision"), "{records:?}");
+    assert!(records.iter().any(|r| r.kind == "hangup"), "{records:?}");
+}
