@@ -7,13 +7,15 @@
 //! The simulator's TTS speaks a 440 Hz tone, so the bot's audio is easy to
 //! find in the recording; the flow's own prompts (menus) are espeak-ng.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use voxgate_tests::ai::{
     admin_key, ai_records, api_get, call, caller_audio, change_policy, frame_levels,
-    gateway_with_simulator, last_call_record, path, publish, step, temp, Part, Simulator,
+    gateway_with_simulator, last_call_record, path, publish, step, temp, CallRun, Part, Simulator,
+    Spoken,
 };
 use voxgate_tests::sipp::Sipp;
 use voxgate_tests::{wait_until, Gateway};
@@ -119,6 +121,41 @@ fn world_with_flow(name: &str, script: Value, flow: Value) -> World {
     }
 }
 
+impl World {
+    /// Caller audio made of `parts` (espeak-ng speech and silences).
+    fn speaks(&self, parts: &[Part]) -> (PathBuf, Spoken) {
+        caller_audio(self.dir.path(), "caller", parts).expect("caller audio")
+    }
+
+    /// The caller says `text` after 600 ms, then stays quiet `then_ms`.
+    fn says(&self, text: &'static str, then_ms: u32) -> (PathBuf, Spoken) {
+        self.speaks(&[Part::Silence(600), Part::Say(text), Part::Silence(then_ms)])
+    }
+
+    /// The caller says `text`, waits 5 s for the bot, and says it again.
+    fn says_twice(&self, text: &'static str) -> (PathBuf, Spoken) {
+        self.speaks(&[
+            Part::Silence(600),
+            Part::Say(text),
+            Part::Silence(5000),
+            Part::Say(text),
+            Part::Silence(5000),
+        ])
+    }
+
+    /// Calls the number playing `wav`, recording into `heard.wav`.
+    fn dial(&self, wav: &Path, hangup: &str) -> CallRun {
+        call(
+            &self.gw,
+            NUMBER,
+            wav,
+            &self.dir.path().join("heard.wav"),
+            hangup,
+        )
+        .expect("call")
+    }
+}
+
 /// Index of the first loud frame at or after `from` (20 ms frames).
 fn first_loud(levels: &[f64], from: usize) -> Option<usize> {
     levels
@@ -136,17 +173,8 @@ fn happy_path_the_intent_resolves_the_reply_is_heard_and_the_flow_follows_the_in
         script("what is my balance", balance_nlu(), fast_stages()),
         json!({}),
     );
-    let (wav, spoken) = caller_audio(
-        w.dir.path(),
-        "caller",
-        &[
-            Part::Silence(600),
-            Part::Say("what is my balance"),
-            Part::Silence(6000),
-        ],
-    )
-    .expect("caller audio");
-    let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "12s").expect("call");
+    let (wav, spoken) = w.says("what is my balance", 6000);
+    let run = w.dial(&wav, "12s");
     assert_eq!(
         run.summary["disposition"]["kind"], "answered",
         "{}",
@@ -209,17 +237,8 @@ fn an_nlu_stall_before_the_first_token_falls_back_to_the_dtmf_menu_within_the_ha
         script("what is my balance", balance_nlu(), stages),
         json!({}),
     );
-    let (wav, spoken) = caller_audio(
-        w.dir.path(),
-        "caller",
-        &[
-            Part::Silence(600),
-            Part::Say("what is my balance"),
-            Part::Silence(9000),
-        ],
-    )
-    .expect("caller audio");
-    let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "12s").expect("call");
+    let (wav, spoken) = w.says("what is my balance", 9000);
+    let run = w.dial(&wav, "12s");
     assert_eq!(
         run.summary["disposition"]["kind"], "answered",
         "{}",
@@ -286,17 +305,11 @@ fn an_stt_disconnect_mid_utterance_takes_the_fallback() {
         ),
         json!({}),
     );
-    let (wav, _) = caller_audio(
-        w.dir.path(),
-        "caller",
-        &[
-            Part::Silence(600),
-            Part::Say("what is my balance, please tell me my balance right now"),
-            Part::Silence(6000),
-        ],
-    )
-    .expect("caller audio");
-    let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "10s").expect("call");
+    let (wav, _) = w.says(
+        "what is my balance, please tell me my balance right now",
+        6000,
+    );
+    let run = w.dial(&wav, "10s");
     assert_eq!(
         run.summary["disposition"]["kind"], "answered",
         "{}",
@@ -322,17 +335,12 @@ fn barge_in_stops_the_bot_on_the_rtp_leg_and_no_old_turn_audio_follows() {
         script("what is my balance", balance_nlu(), fast_stages()),
         json!({"greeting": greeting}),
     );
-    let (wav, spoken) = caller_audio(
-        w.dir.path(),
-        "caller",
-        &[
-            Part::Silence(2000),
-            Part::Say("what is my balance, what is my balance"),
-            Part::Silence(6000),
-        ],
-    )
-    .expect("caller audio");
-    let run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "11s").expect("call");
+    let (wav, spoken) = w.speaks(&[
+        Part::Silence(2000),
+        Part::Say("what is my balance, what is my balance"),
+        Part::Silence(6000),
+    ]);
+    let run = w.dial(&wav, "11s");
     assert_eq!(
         run.summary["disposition"]["kind"], "answered",
         "{}",
@@ -390,17 +398,8 @@ fn a_sensitive_intent_goes_straight_to_the_agent_edge_with_context() {
         script("I want to complain", balance_nlu(), fast_stages()),
         json!({}),
     );
-    let (wav, _) = caller_audio(
-        w.dir.path(),
-        "caller",
-        &[
-            Part::Silence(600),
-            Part::Say("I want to complain"),
-            Part::Silence(5000),
-        ],
-    )
-    .expect("caller audio");
-    let _run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "8s").expect("call");
+    let (wav, _) = w.says("I want to complain", 5000);
+    let _run = w.dial(&wav, "8s");
     let record = last_call_record(&w.gw, &w.key).expect("record");
     assert_eq!(&path(&record)[..2], ["ask", "agent"], "{record}");
     let ask = step(&record, "ask").expect("ask step");
@@ -443,19 +442,8 @@ fn low_confidence_reprompts_then_escalates_to_an_agent_who_gets_the_context() {
             json!({"type": "transfer", "mode": "bridged", "target": target, "timeout_ms": 5000}),
         ),
     );
-    let (wav, _) = caller_audio(
-        w.dir.path(),
-        "caller",
-        &[
-            Part::Silence(600),
-            Part::Say("mumble mumble"),
-            Part::Silence(5000),
-            Part::Say("mumble mumble"),
-            Part::Silence(5000),
-        ],
-    )
-    .expect("caller audio");
-    let _run = call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "15s").expect("call");
+    let (wav, _) = w.says_twice("mumble mumble");
+    let _run = w.dial(&wav, "15s");
     let record = last_call_record(&w.gw, &w.key).expect("record");
     let ask = step(&record, "ask").expect("ask step");
     assert_eq!(ask["outcome"], "escalate", "{ask}");
@@ -529,16 +517,7 @@ fn the_circuit_breaker_trips_after_repeated_stalls_sends_calls_to_the_fallback_a
         json!({}),
     );
     change_policy(&w.gw, &w.key, quick_breaker).expect("policy set");
-    let (wav, _) = caller_audio(
-        w.dir.path(),
-        "caller",
-        &[
-            Part::Silence(600),
-            Part::Say("what is my balance"),
-            Part::Silence(3000),
-        ],
-    )
-    .expect("caller audio");
+    let (wav, _) = w.says("what is my balance", 3000);
     let one_call = |n: u32| {
         let heard = w.dir.path().join(format!("heard-{n}.wav"));
         call(&w.gw, NUMBER, &wav, &heard, "6s").expect("call");
@@ -613,18 +592,7 @@ fn a_policy_change_through_the_api_takes_effect_on_the_next_turn_of_a_live_call(
         script("mumble mumble", nlu, stages),
         json!({"max_reprompts": 3}),
     );
-    let (wav, _) = caller_audio(
-        w.dir.path(),
-        "caller",
-        &[
-            Part::Silence(600),
-            Part::Say("mumble mumble"),
-            Part::Silence(5000),
-            Part::Say("mumble mumble"),
-            Part::Silence(5000),
-        ],
-    )
-    .expect("caller audio");
+    let (wav, _) = w.says_twice("mumble mumble");
     std::thread::scope(|s| {
         let caller = s.spawn(|| call(&w.gw, NUMBER, &wav, &w.dir.path().join("heard.wav"), "14s"));
         // Once the first turn's intent request has answered, the NOC

@@ -119,6 +119,30 @@ fn utterance(c: &mut Conversation<LoudnessScorer>, now: &mut Instant, text: &str
         .expect("the final goes to the intent engine")
 }
 
+/// How the node left: the fields of its `ActionResult::Ai`.
+struct Left {
+    outcome: String,
+    variables: BTreeMap<String, Value>,
+    records: Vec<AiRecord>,
+}
+
+/// The node's `Finish`, which must be an AI result.
+#[track_caller]
+fn left(cmds: &[Command]) -> Left {
+    match finish(cmds) {
+        Some(ActionResult::Ai {
+            outcome,
+            variables,
+            records,
+        }) => Left {
+            outcome: outcome.clone(),
+            variables: variables.clone(),
+            records: records.clone(),
+        },
+        _ => panic!("the node leaves with an AI result: {cmds:?}"),
+    }
+}
+
 fn finish(cmds: &[Command]) -> Option<&ActionResult> {
     cmds.iter().find_map(|c| match c {
         Command::Finish(r) => Some(r),
@@ -162,14 +186,11 @@ fn a_confident_intent_speaks_its_reply_then_leaves_on_its_edge() {
     c.handle_tts_chunk(now, reply.0);
     c.handle_played(now + Duration::from_millis(900), reply.0);
     let cmds = drain(&mut c);
-    let Some(ActionResult::Ai {
+    let Left {
         outcome,
         variables,
         records,
-    }) = finish(&cmds)
-    else {
-        panic!("finishes: {cmds:?}")
-    };
+    } = left(&cmds);
     assert_eq!(outcome, "balance");
     assert_eq!(variables["ai.intent"], "balance");
     assert_eq!(variables["ai.transcript"], "what is my balance");
@@ -217,12 +238,9 @@ fn an_nlu_stall_plays_one_filler_then_falls_back_at_the_hard_deadline() {
     c.handle_timeout(hard);
     let cmds = drain(&mut c);
     assert!(cmds.contains(&Command::CancelNlu));
-    let Some(ActionResult::Ai {
+    let Left {
         outcome, variables, ..
-    }) = finish(&cmds)
-    else {
-        panic!("falls back: {cmds:?}")
-    };
+    } = left(&cmds);
     assert_eq!(outcome, "fallback_dtmf");
     assert_eq!(variables["ai.reason"], "deadline_nlu_first_token");
     // A late answer changes nothing.
@@ -252,12 +270,9 @@ fn an_stt_disconnect_mid_utterance_falls_back_at_once() {
         }),
     );
     let cmds = drain(&mut c);
-    let Some(ActionResult::Ai {
+    let Left {
         outcome, variables, ..
-    }) = finish(&cmds)
-    else {
-        panic!("falls back: {cmds:?}")
-    };
+    } = left(&cmds);
     assert_eq!(outcome, "fallback_dtmf");
     assert_eq!(variables["ai.reason"], "stt_error");
     assert!(matches!(c.exit(), Some(Exit::Fallback(_))));
@@ -304,14 +319,11 @@ fn low_confidence_reprompts_then_escalates_with_the_numbers_recorded() {
     let turn = utterance(&mut c, &mut now, "mumble again");
     c.handle_nlu(now, turn, Ok(NluEvent::Result(result("balance", 0.41))));
     let cmds = drain(&mut c);
-    let Some(ActionResult::Ai {
+    let Left {
         outcome,
         variables,
         records,
-    }) = finish(&cmds)
-    else {
-        panic!("escalates: {cmds:?}")
-    };
+    } = left(&cmds);
     assert_eq!(outcome, "escalate");
     assert_eq!(variables["ai.reason"], "low_confidence");
     assert_eq!(variables["ai.turns"], 2);
@@ -337,12 +349,9 @@ fn a_sensitive_intent_and_a_dtmf_zero_escalate_at_once() {
     let turn = utterance(&mut c, &mut now, "I want to complain");
     c.handle_nlu(now, turn, Ok(NluEvent::Result(result("complaint", 0.88))));
     let cmds = drain(&mut c);
-    let Some(ActionResult::Ai {
+    let Left {
         outcome, variables, ..
-    }) = finish(&cmds)
-    else {
-        panic!("escalates: {cmds:?}")
-    };
+    } = left(&cmds);
     assert_eq!(outcome, "escalate");
     assert_eq!(variables["ai.reason"], "sensitive_intent");
 
@@ -354,9 +363,7 @@ fn a_sensitive_intent_and_a_dtmf_zero_escalate_at_once() {
         cmds.contains(&Command::SetTurn(TurnId(2))),
         "DTMF interrupts"
     );
-    let Some(ActionResult::Ai { variables, .. }) = finish(&cmds) else {
-        panic!("escalates: {cmds:?}")
-    };
+    let Left { variables, .. } = left(&cmds);
     assert_eq!(variables["ai.reason"], "dtmf");
 }
 
@@ -381,12 +388,9 @@ fn silence_reprompts_then_escalates() {
     let second = c.poll_timeout().expect("armed again");
     c.handle_timeout(second);
     let cmds = drain(&mut c);
-    let Some(ActionResult::Ai {
+    let Left {
         outcome, variables, ..
-    }) = finish(&cmds)
-    else {
-        panic!("escalates: {cmds:?}")
-    };
+    } = left(&cmds);
     assert_eq!(outcome, "escalate");
     assert_eq!(variables["ai.reason"], "no_input");
 }
@@ -427,12 +431,9 @@ fn a_policy_change_applies_from_the_next_caller_turn_not_the_current_one() {
     now = asked + Duration::from_millis(200);
     c.handle_timeout(now);
     let cmds = drain(&mut c);
-    let Some(ActionResult::Ai {
+    let Left {
         outcome, records, ..
-    }) = finish(&cmds)
-    else {
-        panic!("falls back: {cmds:?}")
-    };
+    } = left(&cmds);
     assert_eq!(outcome, "fallback_dtmf");
     assert!(records.iter().any(|r| r.kind == "policy"), "{records:?}");
 }
@@ -470,14 +471,11 @@ fn a_hang_up_keeps_what_the_node_learned_for_the_timeline() {
     let _ = drain(&mut c);
     c.handle_hangup(now + Duration::from_millis(500));
     let cmds = drain(&mut c);
-    let Some(ActionResult::Ai {
+    let Left {
         outcome,
         variables,
         records,
-    }) = finish(&cmds)
-    else {
-        panic!("finishes with the records: {cmds:?}")
-    };
+    } = left(&cmds);
     assert_eq!(outcome, voxgate_flows::interpreter::AI_CALLER_HUNG_UP);
     assert_eq!(variables["ai.transcript"], "mumble");
     assert!(records.iter().any(|r| r.kind == "decision"), "{records:?}");
