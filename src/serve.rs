@@ -68,14 +68,16 @@ fn build_ai(
     tracing::info!("ai: {}", cfg.ai.describe());
     let metrics = Arc::new(AiMetrics::new().with_counts(runtime.counts.clone()));
     voxgate_gateway::metrics::global().register(|r| metrics.register(r));
-    Ok(Arc::new(AiNodeRunner::new(
+    let runner = AiNodeRunner::new(
         engines,
         build::conversation(&cfg.ai.conversation),
         runtime.policies.clone(),
         runtime.breakers.clone(),
         runtime.admission.clone(),
         metrics,
-    )))
+    );
+    runtime.set_configured_providers(runner.provider_names());
+    Ok(Arc::new(runner))
 }
 
 async fn start_flows(

@@ -494,7 +494,7 @@ async fn health_shows_an_open_breaker_after_failures() {
     for _ in 0..3 {
         h.runtime
             .breakers
-            .handle_failure(now, "acme", Provider::Nlu);
+            .handle_failure(now, "acme", Provider::Nlu, "nlu");
         h.runtime.record_fallback("acme", "nlu_stall");
     }
     let limits = h.runtime.policies.get("acme").limits.clone();

@@ -600,11 +600,21 @@ impl CircuitBreaker {
     }
 }
 
-/// Identifies a breaker.
+/// Identifies a breaker: one tenant's use of one named provider (`worker`,
+/// `deepgram`, …) of an engine kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProviderKey {
     pub tenant: String,
     pub provider: Provider,
+    pub name: String,
+}
+
+/// The provider a call was admitted to, for one engine kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub provider: Provider,
+    pub name: String,
+    pub admission: Admission,
 }
 
 /// What a breaker looks like at one instant, for the NOC API and metrics.
@@ -685,6 +695,7 @@ impl CircuitBreaker {
 pub struct BreakerSnapshot {
     pub tenant: String,
     pub provider: Provider,
+    pub name: String,
     pub status: BreakerStatus,
 }
 
@@ -725,11 +736,13 @@ impl BreakerRegistry {
         &self,
         tenant: &str,
         provider: Provider,
+        name: &str,
         f: impl FnOnce(&mut CircuitBreaker) -> T,
     ) -> T {
         let key = ProviderKey {
             tenant: tenant.to_string(),
             provider,
+            name: name.to_string(),
         };
         let mut inner = self.lock();
         let Breakers { by_key, configs } = &mut *inner;
@@ -774,18 +787,27 @@ impl BreakerRegistry {
             .map(|(key, b)| BreakerSnapshot {
                 tenant: key.tenant.clone(),
                 provider: key.provider,
+                name: key.name.clone(),
                 status: b.status(now),
             })
             .collect();
-        out.sort_by(|a, b| (&a.tenant, a.provider).cmp(&(&b.tenant, b.provider)));
+        out.sort_by(|a, b| (&a.tenant, a.provider, &a.name).cmp(&(&b.tenant, b.provider, &b.name)));
         out
     }
 
-    /// The status of one tenant's breaker for `provider` at `now`.
-    pub fn status(&self, now: Instant, tenant: &str, provider: Provider) -> BreakerStatus {
+    /// The status of one tenant's breaker for provider `name` of kind
+    /// `provider` at `now`.
+    pub fn status(
+        &self,
+        now: Instant,
+        tenant: &str,
+        provider: Provider,
+        name: &str,
+    ) -> BreakerStatus {
         let key = ProviderKey {
             tenant: tenant.to_string(),
             provider,
+            name: name.to_string(),
         };
         self.lock()
             .by_key
@@ -793,36 +815,54 @@ impl BreakerRegistry {
             .map_or(BreakerStatus::Closed { failures: 0 }, |b| b.status(now))
     }
 
-    pub fn admit(&self, now: Instant, tenant: &str, provider: Provider) -> Admission {
-        self.with(tenant, provider, |b| b.admit(now))
+    pub fn admit(&self, now: Instant, tenant: &str, provider: Provider, name: &str) -> Admission {
+        self.with(tenant, provider, name, |b| b.admit(now))
     }
 
-    pub fn handle_success(&self, now: Instant, tenant: &str, provider: Provider) {
-        self.with(tenant, provider, |b| b.handle_success(now))
+    pub fn handle_success(&self, now: Instant, tenant: &str, provider: Provider, name: &str) {
+        self.with(tenant, provider, name, |b| b.handle_success(now))
     }
 
-    pub fn handle_failure(&self, now: Instant, tenant: &str, provider: Provider) {
-        self.with(tenant, provider, |b| b.handle_failure(now))
+    pub fn handle_failure(&self, now: Instant, tenant: &str, provider: Provider, name: &str) {
+        self.with(tenant, provider, name, |b| b.handle_failure(now))
     }
 
-    /// Admits a new call to every provider it needs; the first refusal
-    /// becomes the fallback reason.
+    /// Admits a new call: for each engine kind, the first of its candidate
+    /// providers (in the tenant's order) whose breaker lets it through. A
+    /// kind whose every candidate is open becomes the fallback reason.
     pub fn admit_call(
         &self,
         now: Instant,
         tenant: &str,
-        providers: &[Provider],
-    ) -> Result<Vec<(Provider, Admission)>, FallbackReason> {
-        let mut out = Vec::with_capacity(providers.len());
-        for &p in providers {
-            match self.admit(now, tenant, p) {
-                Admission::Rejected { retry_at } => {
+        candidates: &[(Provider, Vec<String>)],
+    ) -> Result<Vec<Admitted>, FallbackReason> {
+        let mut out = Vec::with_capacity(candidates.len());
+        for (provider, names) in candidates {
+            let mut soonest: Option<Instant> = None;
+            let mut chosen = None;
+            for name in names {
+                match self.admit(now, tenant, *provider, name) {
+                    Admission::Rejected { retry_at } => {
+                        soonest = Some(soonest.map_or(retry_at, |s| s.min(retry_at)));
+                    }
+                    admission => {
+                        chosen = Some(Admitted {
+                            provider: *provider,
+                            name: name.clone(),
+                            admission,
+                        });
+                        break;
+                    }
+                }
+            }
+            match chosen {
+                Some(a) => out.push(a),
+                None => {
                     return Err(FallbackReason::CircuitOpen {
-                        provider: p,
-                        retry_in_ms: ms(retry_at.saturating_duration_since(now)),
+                        provider: *provider,
+                        retry_in_ms: ms(soonest.unwrap_or(now).saturating_duration_since(now)),
                     })
                 }
-                a => out.push((p, a)),
             }
         }
         Ok(out)

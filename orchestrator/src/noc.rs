@@ -35,7 +35,7 @@ use voxgate_flows::api::{
 use voxgate_flows::validate::Issue;
 
 use crate::budget::{BreakerRegistry, BreakerStatus, Provider};
-use crate::tenant::{AdmissionControl, NocPolicy, PolicyBook};
+use crate::tenant::{AdmissionControl, NocPolicy, PolicyBook, ProviderChoices};
 
 /// The providers every tenant has a breaker for.
 const PROVIDERS: [Provider; 3] = [Provider::Stt, Provider::Nlu, Provider::Tts];
@@ -93,6 +93,9 @@ pub struct AiRuntimeState {
     pub counts: Arc<OutcomeCounts>,
     /// The policy of tenants without one of their own.
     default_policy: Arc<NocPolicy>,
+    /// The providers the engines configuration offers, per kind (primary
+    /// first); empty until the AI runner is built.
+    configured: Arc<Mutex<ProviderChoices>>,
 }
 
 impl Default for AiRuntimeState {
@@ -111,7 +114,21 @@ impl AiRuntimeState {
             breakers: Arc::new(BreakerRegistry::new(default_policy.breaker.clone())),
             counts: Arc::new(OutcomeCounts::default()),
             default_policy: Arc::new(default_policy),
+            configured: Arc::new(Mutex::new(ProviderChoices::default())),
         }
+    }
+
+    /// The providers the engines configuration offers: what policies may
+    /// name in `providers`, and the breakers the health view lists.
+    pub fn set_configured_providers(&self, providers: ProviderChoices) {
+        *self.configured.lock().unwrap_or_else(|p| p.into_inner()) = providers;
+    }
+
+    fn configured(&self) -> ProviderChoices {
+        self.configured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn default_policy(&self) -> &NocPolicy {
@@ -147,10 +164,29 @@ impl AiRuntimeState {
             tenant: tenant.to_string(),
             active_sessions: self.admission.active(tenant),
             max_concurrent: policy.limits.max_concurrent,
-            breakers: PROVIDERS
-                .iter()
-                .map(|&p| breaker_health(p, self.breakers.status(now, tenant, p)))
-                .collect(),
+            breakers: {
+                let configured = self.configured();
+                PROVIDERS
+                    .iter()
+                    .flat_map(|&p| {
+                        let names = match p {
+                            Provider::Stt => &configured.stt,
+                            Provider::Nlu => &configured.nlu,
+                            Provider::Tts => &configured.tts,
+                        };
+                        let names = if names.is_empty() {
+                            vec![p.name().to_string()]
+                        } else {
+                            names.clone()
+                        };
+                        names.into_iter().map(move |n| (p, n)).collect::<Vec<_>>()
+                    })
+                    .map(|(p, n)| {
+                        let status = self.breakers.status(now, tenant, p, &n);
+                        breaker_health(p, n, status)
+                    })
+                    .collect()
+            },
             fallbacks: counts.fallbacks,
             escalations: counts.escalations,
         }
@@ -205,9 +241,10 @@ impl AiRuntimeState {
     }
 }
 
-fn breaker_health(provider: Provider, status: BreakerStatus) -> BreakerHealth {
+fn breaker_health(provider: Provider, name: String, status: BreakerStatus) -> BreakerHealth {
     let mut h = BreakerHealth {
         provider: provider.name().to_string(),
+        name,
         state: ApiBreakerState::Closed,
         failures: None,
         retry_in_ms: None,
@@ -252,6 +289,7 @@ impl Collector for BreakerGauge {
             let labels = [
                 ("tenant", b.tenant.as_str()),
                 ("provider", b.provider.name()),
+                ("name", b.name.as_str()),
             ];
             let family = metric.encode_family(&labels)?;
             ConstGauge::new(b.status.gauge()).encode(family)?;
@@ -267,6 +305,7 @@ impl PolicyHook for AiRuntimeState {
 
     fn validate(&self, document: &Value) -> Result<Value, Vec<Issue>> {
         let policy = parse_policy(document)?;
+        unknown_providers(&policy.providers, &self.configured())?;
         serde_json::to_value(&policy).map_err(|e| {
             vec![Issue {
                 node: None,
@@ -291,6 +330,42 @@ impl PolicyHook for AiRuntimeState {
 impl HealthSource for AiRuntimeState {
     fn health(&self, tenant: &str) -> AiHealth {
         self.health_at(voxgate_gateway::clock::now(), tenant)
+    }
+}
+
+/// Every provider a policy names must be one the engines configuration
+/// offers (when it is known), or calls could never use it.
+fn unknown_providers(
+    wanted: &ProviderChoices,
+    configured: &ProviderChoices,
+) -> Result<(), Vec<Issue>> {
+    let mut issues = Vec::new();
+    for (kind, wanted, offered) in [
+        ("stt", &wanted.stt, &configured.stt),
+        ("nlu", &wanted.nlu, &configured.nlu),
+        ("tts", &wanted.tts, &configured.tts),
+    ] {
+        if offered.is_empty() {
+            continue;
+        }
+        for (i, name) in wanted.iter().enumerate() {
+            if !offered.contains(name) {
+                issues.push(Issue {
+                    node: None,
+                    path: format!("/providers/{kind}/{i}"),
+                    code: "unknown_provider",
+                    message: format!(
+                        "No {kind} provider {name:?} is configured; configured: {}.",
+                        offered.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(issues)
     }
 }
 

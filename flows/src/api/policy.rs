@@ -79,6 +79,8 @@ pub enum BreakerState {
 pub struct BreakerHealth {
     /// `stt`, `nlu` or `tts`.
     pub provider: String,
+    /// The configured provider of that kind (`worker`, `deepgram`, …).
+    pub name: String,
     pub state: BreakerState,
     /// Closed: breaches and errors inside the window.
     #[serde(skip_serializing_if = "Option::is_none")]

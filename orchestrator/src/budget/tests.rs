@@ -300,18 +300,28 @@ fn the_registry_keys_by_tenant_and_provider() {
         cooldown_ms: 5_000,
         probes: 1,
     });
-    reg.handle_failure(t0, "acme", Provider::Tts);
-    reg.handle_failure(t0, "acme", Provider::Tts);
+    reg.handle_failure(t0, "acme", Provider::Tts, "worker");
+    reg.handle_failure(t0, "acme", Provider::Tts, "worker");
     assert!(matches!(
-        reg.admit(t0, "acme", Provider::Tts),
+        reg.admit(t0, "acme", Provider::Tts, "worker"),
         Admission::Rejected { .. }
     ));
-    assert_eq!(reg.admit(t0, "acme", Provider::Stt), Admission::Allowed);
-    assert_eq!(reg.admit(t0, "other", Provider::Tts), Admission::Allowed);
+    assert_eq!(
+        reg.admit(t0, "acme", Provider::Stt, "worker"),
+        Admission::Allowed
+    );
+    assert_eq!(
+        reg.admit(t0, "other", Provider::Tts, "worker"),
+        Admission::Allowed
+    );
     let refused = reg.admit_call(
         at(t0, 1_000),
         "acme",
-        &[Provider::Stt, Provider::Nlu, Provider::Tts],
+        &[
+            (Provider::Stt, vec!["worker".into()]),
+            (Provider::Nlu, vec!["worker".into()]),
+            (Provider::Tts, vec!["worker".into()]),
+        ],
     );
     assert_eq!(
         refused,
@@ -324,7 +334,53 @@ fn the_registry_keys_by_tenant_and_provider() {
         refused.err().map(|r| r.code()),
         Some("tts_circuit_open".to_string())
     );
-    assert!(reg.admit_call(t0, "other", &[Provider::Stt]).is_ok());
+    assert!(reg
+        .admit_call(t0, "other", &[(Provider::Stt, vec!["worker".into()])])
+        .is_ok());
+}
+
+#[test]
+fn a_call_goes_to_the_next_provider_in_order_while_the_first_is_open() {
+    let t0 = Instant::now();
+    let reg = BreakerRegistry::new(BreakerConfig {
+        failures: 1,
+        window_ms: 10_000,
+        cooldown_ms: 5_000,
+        probes: 1,
+    });
+    let order = |names: &[&str]| {
+        vec![(
+            Provider::Stt,
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )]
+    };
+    reg.handle_failure(t0, "acme", Provider::Stt, "deepgram");
+    let admitted = reg
+        .admit_call(at(t0, 100), "acme", &order(&["deepgram", "whisper"]))
+        .expect("the second choice takes the call");
+    assert_eq!(admitted[0].name, "whisper");
+    assert_eq!(admitted[0].admission, Admission::Allowed);
+    // Both open: the call falls back, told when the first one reopens.
+    reg.handle_failure(at(t0, 1_000), "acme", Provider::Stt, "whisper");
+    assert_eq!(
+        reg.admit_call(at(t0, 1_000), "acme", &order(&["deepgram", "whisper"])),
+        Err(FallbackReason::CircuitOpen {
+            provider: Provider::Stt,
+            retry_in_ms: 4_000
+        })
+    );
+    // After its cool-down the first choice is probed again, first.
+    let admitted = reg
+        .admit_call(at(t0, 5_000), "acme", &order(&["deepgram", "whisper"]))
+        .expect("a probe");
+    assert_eq!(admitted[0].name, "deepgram");
+    assert_eq!(admitted[0].admission, Admission::Probe);
+    // Another tenant's breakers are its own.
+    assert_eq!(
+        reg.admit_call(at(t0, 100), "other", &order(&["deepgram"]))
+            .map(|a| a[0].name.clone()),
+        Ok("deepgram".to_string())
+    );
 }
 
 #[test]
@@ -345,16 +401,16 @@ fn each_tenant_runs_its_breakers_with_its_own_settings() {
             probes: 1,
         }),
     );
-    reg.handle_failure(t0, "strict", Provider::Nlu);
-    reg.handle_failure(t0, "lenient", Provider::Nlu);
+    reg.handle_failure(t0, "strict", Provider::Nlu, "worker");
+    reg.handle_failure(t0, "lenient", Provider::Nlu, "worker");
     assert_eq!(
-        reg.status(t0, "strict", Provider::Nlu),
+        reg.status(t0, "strict", Provider::Nlu, "worker"),
         BreakerStatus::Open {
             retry_in_ms: 20_000
         }
     );
     assert_eq!(
-        reg.status(t0, "lenient", Provider::Nlu),
+        reg.status(t0, "lenient", Provider::Nlu, "worker"),
         BreakerStatus::Closed { failures: 1 }
     );
     // A breaker that exists already takes new settings at once.
@@ -365,9 +421,9 @@ fn each_tenant_runs_its_breakers_with_its_own_settings() {
             ..reg.tenant_config("lenient")
         }),
     );
-    reg.handle_failure(at(t0, 1), "lenient", Provider::Nlu);
+    reg.handle_failure(at(t0, 1), "lenient", Provider::Nlu, "worker");
     assert!(matches!(
-        reg.admit(at(t0, 2), "lenient", Provider::Nlu),
+        reg.admit(at(t0, 2), "lenient", Provider::Nlu, "worker"),
         Admission::Rejected { .. }
     ));
     // Back to the default.
@@ -384,9 +440,9 @@ fn a_snapshot_shows_closed_open_and_half_open_without_changing_them() {
         cooldown_ms: 5_000,
         probes: 1,
     });
-    reg.handle_failure(t0, "acme", Provider::Stt);
-    reg.handle_failure(t0, "acme", Provider::Tts);
-    reg.handle_failure(at(t0, 10), "acme", Provider::Tts);
+    reg.handle_failure(t0, "acme", Provider::Stt, "worker");
+    reg.handle_failure(t0, "acme", Provider::Tts, "worker");
+    reg.handle_failure(at(t0, 10), "acme", Provider::Tts, "worker");
     let snap = reg.snapshot(at(t0, 1_000));
     let statuses: Vec<_> = snap.iter().map(|s| (s.provider, s.status)).collect();
     assert_eq!(
@@ -399,26 +455,30 @@ fn a_snapshot_shows_closed_open_and_half_open_without_changing_them() {
     );
     assert_eq!(snap[1].status.gauge(), 2);
     // After the cool-down the next call is a probe: shown half-open.
-    let later = reg.status(at(t0, 5_010), "acme", Provider::Tts);
+    let later = reg.status(at(t0, 5_010), "acme", Provider::Tts, "worker");
     assert_eq!(later.name(), "half_open");
     assert_eq!(later.gauge(), 1);
     // Looking did not move it: the next admission is that probe.
     assert_eq!(
-        reg.admit(at(t0, 5_010), "acme", Provider::Tts),
+        reg.admit(at(t0, 5_010), "acme", Provider::Tts, "worker"),
         Admission::Probe
     );
     assert_eq!(
-        reg.status(at(t0, 5_011), "acme", Provider::Tts),
+        reg.status(at(t0, 5_011), "acme", Provider::Tts, "worker"),
         BreakerStatus::HalfOpen {
             admitted: 1,
             succeeded: 0
         }
     );
-    reg.handle_success(at(t0, 5_100), "acme", Provider::Tts);
-    assert_eq!(reg.status(at(t0, 5_100), "acme", Provider::Tts).gauge(), 0);
+    reg.handle_success(at(t0, 5_100), "acme", Provider::Tts, "worker");
+    assert_eq!(
+        reg.status(at(t0, 5_100), "acme", Provider::Tts, "worker")
+            .gauge(),
+        0
+    );
     // Never seen: closed.
     assert_eq!(
-        reg.status(t0, "other", Provider::Nlu),
+        reg.status(t0, "other", Provider::Nlu, "worker"),
         BreakerStatus::Closed { failures: 0 }
     );
 }

@@ -138,9 +138,9 @@ fn health_shows_sessions_breakers_and_counts() {
         .admission
         .try_admit("acme", &policy.limits)
         .expect("admitted");
-    rt.breakers.handle_failure(t0, "acme", Provider::Nlu);
-    rt.breakers.handle_failure(t0, "acme", Provider::Nlu);
-    rt.breakers.handle_failure(t0, "acme", Provider::Stt);
+    rt.breakers.handle_failure(t0, "acme", Provider::Nlu, "nlu");
+    rt.breakers.handle_failure(t0, "acme", Provider::Nlu, "nlu");
+    rt.breakers.handle_failure(t0, "acme", Provider::Stt, "stt");
     rt.record_fallback("acme", "deadline_nlu_first_token");
     rt.record_fallback("acme", "deadline_nlu_first_token");
     rt.record_escalation("acme", "asked_for_human");
@@ -177,20 +177,68 @@ fn the_breaker_gauge_is_exported_per_tenant_and_provider() {
     let rt = AiRuntimeState::default();
     let t0 = voxgate_gateway::clock::now();
     for _ in 0..BreakerConfig::default().failures {
-        rt.breakers.handle_failure(t0, "acme", Provider::Tts);
+        rt.breakers.handle_failure(t0, "acme", Provider::Tts, "tts");
     }
-    rt.breakers.handle_success(t0, "acme", Provider::Stt);
+    rt.breakers.handle_success(t0, "acme", Provider::Stt, "stt");
     let text = rt.encode_metrics();
     assert!(
         text.contains("# TYPE voxgate_ai_breaker_state gauge"),
         "{text}"
     );
     assert!(
-        text.contains(r#"voxgate_ai_breaker_state{tenant="acme",provider="tts"} 2"#),
+        text.contains(r#"voxgate_ai_breaker_state{tenant="acme",provider="tts",name="tts"} 2"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"voxgate_ai_breaker_state{tenant="acme",provider="stt"} 0"#),
+        text.contains(r#"voxgate_ai_breaker_state{tenant="acme",provider="stt",name="stt"} 0"#),
         "{text}"
     );
+}
+
+#[test]
+fn a_policy_may_only_name_configured_providers_and_health_lists_each() {
+    let rt = AiRuntimeState::default();
+    rt.set_configured_providers(ProviderChoices {
+        stt: vec!["deepgram".into(), "whisper".into()],
+        nlu: vec!["embedding".into()],
+        tts: vec!["espeak".into()],
+    });
+    assert!(rt
+        .validate(&json!({"providers": {"stt": ["whisper", "deepgram"]}}))
+        .is_ok());
+    let issues = rt
+        .validate(&json!({"providers": {"stt": ["whisper", "google"], "tts": ["polly"]}}))
+        .expect_err("unknown names");
+    assert_eq!(
+        paths(&issues),
+        [
+            ("/providers/stt/1", "unknown_provider"),
+            ("/providers/tts/0", "unknown_provider")
+        ]
+    );
+    assert!(
+        issues[0].message.contains("deepgram, whisper"),
+        "{issues:?}"
+    );
+
+    let t0 = voxgate_gateway::clock::now();
+    rt.breakers
+        .handle_failure(t0, "acme", Provider::Stt, "deepgram");
+    let h = rt.health_at(t0, "acme");
+    let listed: Vec<(&str, &str)> = h
+        .breakers
+        .iter()
+        .map(|b| (b.provider.as_str(), b.name.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("stt", "deepgram"),
+            ("stt", "whisper"),
+            ("nlu", "embedding"),
+            ("tts", "espeak")
+        ]
+    );
+    assert_eq!(h.breakers[0].failures, Some(1));
+    assert_eq!(h.breakers[1].failures, Some(0));
 }

@@ -22,8 +22,8 @@ use voxgate_stt_tts::tts::TtsRequest;
 use voxgate_stt_tts::EngineError;
 
 use super::conversation::{Command, Conversation, Exit, Measure, NodeSetup};
-use super::{refused, AiNodeRunner};
-use crate::budget::{FallbackReason, Provider, Stage};
+use super::{refused, AiEngines, AiNodeRunner};
+use crate::budget::{Admitted, FallbackReason, Provider, Stage};
 use crate::pipeline::{EarshotScorer, TurnId};
 use crate::policy::NodePolicy;
 
@@ -125,17 +125,18 @@ pub(super) async fn run(
         }
     };
     let now = clock::now();
-    let admitted = match runner.breakers.admit_call(
-        now,
-        &tenant,
-        &[Provider::Stt, Provider::Nlu, Provider::Tts],
-    ) {
-        Ok(a) => a,
-        Err(reason) => {
-            m.fallback(&tenant, &reason.code());
-            return refused(fallback.outcome(), &reason.code(), reason.to_string());
-        }
-    };
+    let admitted =
+        match runner
+            .breakers
+            .admit_call(now, &tenant, &runner.candidates(&policy.providers))
+        {
+            Ok(a) => a,
+            Err(reason) => {
+                m.fallback(&tenant, &reason.code());
+                return refused(fallback.outcome(), &reason.code(), reason.to_string());
+            }
+        };
+    let engines = runner.engines_for(&admitted);
 
     let (stream, playback) = TurnStream::channel();
     if let Err(e) = call.control().start_turn_stream(playback) {
@@ -219,7 +220,7 @@ pub(super) async fn run(
                     }
                 }
                 cmd => execute(
-                    runner,
+                    &engines,
                     cmd,
                     &stream,
                     &events_tx,
@@ -320,7 +321,7 @@ fn report(
     runner: &AiNodeRunner,
     tenant: &str,
     exit: Option<&Exit>,
-    admitted: &[(Provider, crate::budget::Admission)],
+    admitted: &[Admitted],
     now: Instant,
 ) {
     let m = &runner.metrics;
@@ -340,11 +341,15 @@ fn report(
         }
         Some(Exit::HungUp) | None => None,
     };
-    for (p, _) in admitted {
-        if Some(*p) == failed {
-            runner.breakers.handle_failure(now, tenant, *p);
+    for a in admitted {
+        if Some(a.provider) == failed {
+            runner
+                .breakers
+                .handle_failure(now, tenant, a.provider, &a.name);
         } else if !matches!(exit, Some(Exit::HungUp) | None) {
-            runner.breakers.handle_success(now, tenant, *p);
+            runner
+                .breakers
+                .handle_success(now, tenant, a.provider, &a.name);
         }
     }
 }
@@ -379,7 +384,7 @@ fn stop_all(s: &mut Sessions) {
 }
 
 fn execute(
-    runner: &AiNodeRunner,
+    engines: &AiEngines,
     cmd: Command,
     stream: &TurnStreamHandle,
     events: &mpsc::UnboundedSender<EngineEvent>,
@@ -400,7 +405,7 @@ fn execute(
                 language: language.unwrap_or("en-US").to_string(),
             };
             tokio::spawn(stt_task(
-                runner.engines.stt.clone(),
+                engines.stt.clone(),
                 config,
                 id,
                 preroll,
@@ -435,7 +440,7 @@ fn execute(
             }
             let cancel = CancellationToken::new();
             tokio::spawn(nlu_task(
-                runner.engines.nlu.clone(),
+                engines.nlu.clone(),
                 request,
                 turn,
                 events.clone(),
@@ -466,7 +471,7 @@ fn execute(
                 sample_rate: MEDIA_SAMPLE_RATE,
             };
             tokio::spawn(tts_task(TtsJob {
-                engine: runner.engines.tts.clone(),
+                engine: engines.tts.clone(),
                 request,
                 turn,
                 last,

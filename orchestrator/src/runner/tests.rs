@@ -210,3 +210,27 @@ async fn a_spoken_question_is_answered_and_the_node_leaves_on_its_intent() {
     let loud = levels.iter().filter(|l| **l > 1000.0).count();
     assert!(loud >= 40, "{loud} loud packets in {:?}", started.elapsed());
 }
+
+#[test]
+fn a_tenant_orders_the_configured_providers_and_unknown_names_are_skipped() {
+    let configured = ["deepgram".to_string(), "whisper".to_string()];
+    assert_eq!(
+        super::ordered(&configured, &[]),
+        ["deepgram", "whisper"],
+        "no preference: the configured order"
+    );
+    assert_eq!(
+        super::ordered(&configured, &["whisper".into(), "deepgram".into()]),
+        ["whisper", "deepgram"]
+    );
+    assert_eq!(
+        super::ordered(&configured, &["whisper".into()]),
+        ["whisper"],
+        "only what the tenant chose"
+    );
+    assert_eq!(
+        super::ordered(&configured, &["google".into()]),
+        ["deepgram", "whisper"],
+        "a name no longer configured does not leave the tenant without one"
+    );
+}
