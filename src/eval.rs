@@ -245,6 +245,10 @@ fn print_summary(r: &Report, dir: &Path) {
         f(m.containment_rate),
         f(m.call_pass_rate)
     );
+    println!(
+        "throughput: {:.1} calls/min at concurrency {}, worst RTP jitter received {:.1} ms",
+        r.calls_per_minute, r.concurrency, r.max_rx_jitter_ms
+    );
     if let Some(p) = m.latency.get("wire_turn") {
         println!(
             "turn latency on the wire: p50 {} ms, p95 {} ms, p99 {} ms",

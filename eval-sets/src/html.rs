@@ -87,6 +87,17 @@ fn summary(h: &mut String, r: &Report) {
             format!("{} of {}", m.checks_failed, m.checks_total),
         ),
         ("calls passed", rate(m.call_pass_rate)),
+        (
+            "throughput",
+            format!(
+                "{:.1} calls/min at concurrency {}",
+                r.calls_per_minute, r.concurrency
+            ),
+        ),
+        (
+            "worst RTP jitter received",
+            format!("{:.1} ms", r.max_rx_jitter_ms),
+        ),
     ];
     for (k, v) in rows {
         let _ = write!(h, "<tr><th>{k}</th><td>{}</td></tr>", esc(&v));

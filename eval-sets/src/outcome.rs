@@ -76,6 +76,22 @@ fn tag(v: &Value) -> Option<String> {
     }
 }
 
+const ACTIONS: [&str; 5] = ["route", "reprompt", "repeat", "escalate", "menu"];
+
+/// The decision's action. The record's `detail.action` can be shadowed by
+/// a rule field of the same name (the `dtmf` rule's key action), so the
+/// record text ("… → escalate") decides when the detail does not.
+fn action_of(detail: &Value, text: &str) -> String {
+    if let Some(a) = detail["action"].as_str().filter(|a| ACTIONS.contains(a)) {
+        return a.to_owned();
+    }
+    text.rsplit_once('→')
+        .and_then(|(_, after)| after.split_whitespace().next())
+        .filter(|a| ACTIONS.contains(a))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
 /// Reads a call record.
 pub fn from_record(record: &Value) -> GatewayOutcome {
     let mut decisions = Vec::new();
@@ -102,7 +118,7 @@ pub fn from_record(record: &Value) -> GatewayOutcome {
             match kind {
                 "decision" => decisions.push(Decision {
                     rule: d["rule"].as_str().unwrap_or("unknown").to_owned(),
-                    action: d["action"].as_str().unwrap_or("unknown").to_owned(),
+                    action: action_of(d, &text),
                     intent: d["intent"].as_str().map(str::to_owned),
                     confidence: d["confidence"].as_f64(),
                     text: text.clone(),
@@ -198,6 +214,14 @@ mod tests {
         assert_eq!(o.fallbacks[0].at_call_ms, 12);
         assert_eq!(o.stages["turn"], [640]);
         assert_eq!(o.timeline[1].notes, ["blind"]);
+    }
+
+    #[test]
+    fn the_action_comes_from_the_text_when_the_detail_hides_it() {
+        let d = json!({"rule": "dtmf", "digit": "0", "action": {"agent": null}});
+        assert_eq!(action_of(&d, "key 0 means Agent → escalate"), "escalate");
+        assert_eq!(action_of(&json!({"action": "route"}), ""), "route");
+        assert_eq!(action_of(&json!({}), "no arrow"), "unknown");
     }
 
     #[test]

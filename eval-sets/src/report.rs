@@ -40,6 +40,11 @@ pub struct Report {
     pub engines_note: String,
     pub concurrency: usize,
     pub wall_ms: u64,
+    /// Replay throughput at `concurrency`.
+    pub calls_per_minute: f64,
+    /// The largest RTP interarrival jitter (RFC 3550) the softphone saw on
+    /// the gateway's stream, ms: how well pacing held under this load.
+    pub max_rx_jitter_ms: f64,
     pub metrics: Metrics,
     pub thresholds: Vec<Check>,
     pub baseline: Option<String>,
@@ -91,6 +96,12 @@ impl Report {
         let metrics = metrics::compute(&facts, engines.real_stt());
         let thresholds = metrics::check_thresholds(&m.thresholds, &metrics);
         let passed = thresholds.iter().all(|c| c.pass);
+        let calls_per_minute = if wall_ms == 0 {
+            0.0
+        } else {
+            calls.len() as f64 * 60_000.0 / wall_ms as f64
+        };
+        let max_rx_jitter_ms = calls.iter().map(|c| c.jitter_ms).fold(0.0, f64::max);
         Report {
             format: REPORT_FORMAT,
             set: m.name.clone(),
@@ -101,6 +112,8 @@ impl Report {
             engines,
             concurrency,
             wall_ms,
+            calls_per_minute,
+            max_rx_jitter_ms,
             metrics,
             thresholds,
             baseline: None,
