@@ -48,6 +48,10 @@ pub enum Command {
     /// Download and verify model files (whisper).
     #[command(subcommand)]
     Models(crate::models::ModelsCommand),
+    /// Eval sets: build their audio, replay them through the gateway,
+    /// report accuracy, escalation, containment and latency.
+    #[command(subcommand)]
+    Eval(crate::eval::EvalCommand),
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod admin;
 mod ai;
 mod call;
 mod cli;
+mod eval;
 mod models;
 mod policy;
 mod serve;
@@ -109,6 +110,11 @@ fn run(cli: Cli) -> i32 {
         Command::Simulate(args) => {
             init_tracing();
             with_runtime(ai::simulate(args))
+        }
+        Command::Eval(cmd) => {
+            init_tracing_with_default("warn");
+            install_crypto_provider();
+            eval::run(cmd)
         }
         Command::Models(cmd) => {
             init_tracing_with_default("warn");
