@@ -106,7 +106,9 @@ impl RtpPeerBank {
 
     /// Like [`RtpPeerBank::start`], each endpoint sending `pcmu` (8 kHz
     /// G.711 µ-law, 160 bytes per packet, a partial last packet dropped)
-    /// in a loop from its start, from the moment it latched.
+    /// in a loop from the moment it latched. Endpoint i starts i/n of the
+    /// way into the loop, so n callers do not all speak at once (calls
+    /// placed at a high rate would otherwise talk in lockstep).
     pub fn start_playing(n: usize, send_for: Duration, pcmu: Arc<[u8]>) -> anyhow::Result<Self> {
         anyhow::ensure!(pcmu.len() >= 160, "at least one 20 ms packet of audio");
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -124,10 +126,12 @@ impl RtpPeerBank {
             stats.push(st.clone());
             let stop = stop.clone();
             let audio = pcmu.clone();
+            let packets = pcmu.len() / 160;
+            let first = i * packets / n.max(1);
             let ssrc = 0x5eed_0000u32.wrapping_add(i as u32);
             runtime.spawn(async move {
                 if let Ok(sock) = runtime_socket(std_sock) {
-                    endpoint(sock, st, stop, ssrc, send_for, audio).await;
+                    endpoint(sock, st, stop, ssrc, send_for, (audio, first)).await;
                 }
             });
         }
@@ -191,10 +195,10 @@ async fn endpoint(
     stop: Arc<AtomicBool>,
     ssrc: u32,
     send_for: Duration,
-    audio: Arc<[u8]>,
+    (audio, first): (Arc<[u8]>, usize),
 ) {
     let packets = audio.len() / 160;
-    let mut next = 0usize;
+    let mut next = first % packets.max(1);
     let mut buf = [0u8; 2048];
     let mut remote: Option<SocketAddr> = None;
     let mut send_until = None;

@@ -591,6 +591,20 @@ fn machine_jiffies() -> (f64, f64) {
     (total - idle, total)
 }
 
+/// This process's nice value (inherited by the gateway and sipp): a run
+/// under `nice -n -10` says how the gateway does when it wins the CPU from
+/// other work on the machine.
+fn own_nice() -> Value {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_string();
+            rest.split_whitespace().nth(16)?.parse::<i64>().ok()
+        })
+        .map(Value::from)
+        .unwrap_or(Value::Null)
+}
+
 /// The 1, 5 and 15 minute load averages: other work on the machine
 /// competes with the gateway for its two cores.
 fn loadavg() -> Value {
@@ -631,6 +645,7 @@ fn main() -> anyhow::Result<()> {
         "sipp": sipp,
         "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
                     "loadavg_start": loadavg_start, "loadavg_end": loadavg(),
+                    "nice": own_nice(),
                     "note": "sipp, the RTP peers, the simulator and the gateway share this machine \
                              (and, when loadavg_start is high, whatever else ran on it)"},
         "load": load,
