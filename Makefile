@@ -30,7 +30,7 @@ export VOXGATE_MINILM_DIR
 DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl \
 	cmake clang libclang-dev
 
-.PHONY: deps models build run test bench lint fmt fmt-check
+.PHONY: deps models build run test bench bench-ai lint fmt fmt-check
 
 deps:
 	@missing=""; \
@@ -74,6 +74,11 @@ bench: deps models build
 	bench/nlu
 	bench/whisper
 	bench/worker
+	bench/ai
+
+# The AI-node load benchmark alone (sipp + spoken RTP + provider simulator).
+bench-ai: deps build
+	bench/ai
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

@@ -77,6 +77,16 @@ impl Drop for Simulator {
 
 /// A gateway whose AI engines are all the simulator's.
 pub fn gateway_with_simulator(sim: &Simulator, dir: &Path) -> anyhow::Result<Gateway> {
+    gateway_with_simulator_opts(sim, dir, GatewayOptions::default())
+}
+
+/// [`gateway_with_simulator`] with more options (the benchmark's RTP
+/// ports and limits); the config file and the worker token are added.
+pub fn gateway_with_simulator_opts(
+    sim: &Simulator,
+    dir: &Path,
+    mut opts: GatewayOptions,
+) -> anyhow::Result<Gateway> {
     let url = sim.ws_url();
     let config = format!(
         r#"
@@ -93,11 +103,10 @@ workers = ["{url}"]
     );
     let path = dir.join("voxgate.toml");
     std::fs::write(&path, config)?;
-    Gateway::start_with(GatewayOptions {
-        args: vec!["--config".into(), path.display().to_string()],
-        env: vec![("VOXGATE_WORKER_TOKEN".into(), TOKEN.into())],
-        ..GatewayOptions::default()
-    })
+    opts.args
+        .extend(["--config".into(), path.display().to_string()]);
+    opts.env.push(("VOXGATE_WORKER_TOKEN".into(), TOKEN.into()));
+    Gateway::start_with(opts)
 }
 
 /// The admin key the first start prints.
@@ -176,6 +185,17 @@ pub fn publish(
         &["numbers", "set", number, "--tenant", TENANT, "--flow", id],
     )?)?;
     Ok(())
+}
+
+/// Replaces the tenant's NOC policy with `policy` (a policy document).
+pub fn set_policy(gw: &Gateway, key: &str, dir: &Path, policy: &Value) -> anyhow::Result<()> {
+    let path = dir.join("policy.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(policy)?)?;
+    ok(voxgate(
+        gw,
+        key,
+        &["policy", "set", TENANT, &path.display().to_string()],
+    )?)
 }
 
 /// One piece of what the caller says.
@@ -319,6 +339,39 @@ pub fn change_policy(
         bail!("PUT {path}: {status} {answer}");
     }
     Ok(answer)
+}
+
+/// The ids of the tenant's newest `n` calls, newest first.
+pub fn newest_call_ids(gw: &Gateway, key: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    let mut cursor: Option<String> = None;
+    while ids.len() < n {
+        let mut path = format!("/v1/tenants/{TENANT}/calls?limit=500");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = api_get(gw, key, &path)?;
+        anyhow::ensure!(status == 200, "listing calls: {status} {page}");
+        let items = page["items"].as_array().context("items")?;
+        ids.extend(
+            items
+                .iter()
+                .filter_map(|c| c["id"].as_str().map(str::to_string))
+                .take(n - ids.len()),
+        );
+        match page["next"].as_str() {
+            Some(next) if !items.is_empty() => cursor = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    Ok(ids)
+}
+
+/// The call record `id` of the tenant, as the API returns it.
+pub fn call_record(gw: &Gateway, key: &str, id: &str) -> anyhow::Result<Value> {
+    let (status, body) = api_get(gw, key, &format!("/v1/tenants/{TENANT}/calls/{id}"))?;
+    anyhow::ensure!(status == 200, "call {id}: {status} {body}");
+    Ok(body)
 }
 
 /// The newest call record of the tenant once it is complete.

@@ -9,6 +9,8 @@
 //! - [`http`]: a tiny HTTP/1.1 GET client and a Prometheus text parser.
 //! - [`sipp`]: [`Sipp`] runs one sipp scenario from `tests/sipp/` against a
 //!   gateway, always with `-i 127.0.0.1`.
+//! - [`bench`]: what the load benchmarks share: /proc CPU and memory,
+//!   sipp placing `bench_call.xml` calls, idle waits, the JSON report.
 //! - [`baresip`]: [`Baresip`] runs a headless baresip (aufile source,
 //!   ctrl_tcp control) against a gateway.
 //! - [`torture`]: rewrites the RFC 4475 messages so every address in them is
@@ -23,6 +25,7 @@
 
 pub mod ai;
 pub mod baresip;
+pub mod bench;
 pub mod gateway;
 pub mod http;
 pub mod rawsip;

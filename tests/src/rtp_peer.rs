@@ -3,8 +3,9 @@
 //! Each endpoint waits for the gateway's first packet, latches onto its
 //! source address (the gateway sends and receives on one socket, RFC 4961
 //! symmetric RTP) and from then on sends one 20 ms PCMU packet per packet
-//! time for a fixed duration. It counts what it sent and what it received,
-//! and derives receive loss from RTP sequence numbers per SSRC, so loss is
+//! time for a fixed duration: faint PCMU silence, or a loop of the caller
+//! audio it was given (the AI benchmark's speech). It counts what it sent
+//! and what it received, and derives receive loss from RTP sequence numbers per SSRC, so loss is
 //! measured in both directions without trusting either side's counters.
 #![allow(clippy::disallowed_methods)] // test code times itself with the real clock
 
@@ -93,9 +94,23 @@ pub struct RtpPeerBank {
 }
 
 impl RtpPeerBank {
-    /// Binds `n` sockets on ephemeral ports of 127.0.0.1. Each sends for
-    /// `send_for` after it latched.
+    /// Binds `n` sockets on ephemeral ports of 127.0.0.1. Each sends faint
+    /// silence for `send_for` after it latched.
     pub fn start(n: usize, send_for: Duration) -> anyhow::Result<Self> {
+        // PCMU silence with a faint pattern, so it is never all one value.
+        let silence: Vec<u8> = (0..160)
+            .map(|i| if i % 8 == 0 { 0xfe } else { 0xff })
+            .collect();
+        Self::start_playing(n, send_for, silence.into())
+    }
+
+    /// Like [`RtpPeerBank::start`], each endpoint sending `pcmu` (8 kHz
+    /// G.711 µ-law, 160 bytes per packet, a partial last packet dropped)
+    /// in a loop from the moment it latched. Endpoint i starts i/n of the
+    /// way into the loop, so n callers do not all speak at once (calls
+    /// placed at a high rate would otherwise talk in lockstep).
+    pub fn start_playing(n: usize, send_for: Duration, pcmu: Arc<[u8]>) -> anyhow::Result<Self> {
+        anyhow::ensure!(pcmu.len() >= 160, "at least one 20 ms packet of audio");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -110,10 +125,13 @@ impl RtpPeerBank {
             let st = Arc::new(Mutex::new(EndpointStats::default()));
             stats.push(st.clone());
             let stop = stop.clone();
+            let audio = pcmu.clone();
+            let packets = pcmu.len() / 160;
+            let first = i * packets / n.max(1);
             let ssrc = 0x5eed_0000u32.wrapping_add(i as u32);
             runtime.spawn(async move {
                 if let Ok(sock) = runtime_socket(std_sock) {
-                    endpoint(sock, st, stop, ssrc, send_for).await;
+                    endpoint(sock, st, stop, ssrc, send_for, (audio, first)).await;
                 }
             });
         }
@@ -177,7 +195,10 @@ async fn endpoint(
     stop: Arc<AtomicBool>,
     ssrc: u32,
     send_for: Duration,
+    (audio, first): (Arc<[u8]>, usize),
 ) {
+    let packets = audio.len() / 160;
+    let mut next = first % packets.max(1);
     let mut buf = [0u8; 2048];
     let mut remote: Option<SocketAddr> = None;
     let mut send_until = None;
@@ -185,14 +206,10 @@ async fn endpoint(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut seq: u16 = 0;
     let mut ts: u32 = 0;
-    // PCMU silence with a faint pattern, so it is never all one value.
     let mut pkt = [0xffu8; 12 + 160];
     pkt[0] = 0x80;
     pkt[1] = 0; // PCMU
     pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
-    for (i, b) in pkt[12..].iter_mut().enumerate() {
-        *b = if i % 8 == 0 { 0xfe } else { 0xff };
-    }
     let mut stop_check = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -224,6 +241,8 @@ async fn endpoint(
                 if tokio::time::Instant::now() >= until { continue; }
                 pkt[2..4].copy_from_slice(&seq.to_be_bytes());
                 pkt[4..8].copy_from_slice(&ts.to_be_bytes());
+                pkt[12..].copy_from_slice(&audio[next * 160..(next + 1) * 160]);
+                next = (next + 1) % packets;
                 if sock.send_to(&pkt, to).await.is_ok() {
                     let mut s = match st.lock() { Ok(g) => g, Err(p) => p.into_inner() };
                     s.tx += 1;

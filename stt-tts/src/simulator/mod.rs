@@ -257,6 +257,10 @@ async fn serve(
             _ = shutdown.cancelled() => break,
             r = listener.accept() => r.map_err(SimError::Accept)?,
         };
+        // Replies are small frames (acks, tokens, audio chunks) written
+        // one at a time: without this, Nagle holds each behind the
+        // previous one's ACK, which the client may delay.
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let listen_state = state.clone();
         let http_tx = http_tx.clone();

@@ -116,6 +116,10 @@ pub async fn serve_worker_until(
             _ = shutdown.cancelled() => return Ok(()),
             r = listener.accept() => r.map_err(WorkerError::Listen)?,
         };
+        // Replies are small frames (acks, tokens, audio chunks) written
+        // one at a time: without this, Nagle holds each behind the
+        // previous one's ACK, which the client may delay.
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let stop = shutdown.child_token();
         tokio::spawn(async move {

@@ -11,17 +11,18 @@
 //! Bounded: every step has a deadline and the whole run stops at
 //! `--budget` (default 540 s). Loopback only.
 
-use std::io::Write;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use voxgate_tests::http::Histogram;
+use voxgate_tests::bench::{
+    clk_tck, cpu_percent, emit_report, quantiles, run_sipp, sample, voxgate_version, wait_idle,
+    SippLoad,
+};
 use voxgate_tests::rtp_peer::RtpPeerBank;
 use voxgate_tests::{Gateway, GatewayOptions, TempDir};
 
@@ -86,57 +87,6 @@ fn parse_args() -> anyhow::Result<Opts> {
     Ok(o)
 }
 
-/// CPU time and memory of one process, from /proc.
-#[derive(Debug, Clone, Copy)]
-struct ProcSample {
-    at: Instant,
-    cpu_s: f64,
-    rss_kb: u64,
-    hwm_kb: u64,
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn sample(pid: u32, tck: f64) -> anyhow::Result<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("bad stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11).context("utime")?.parse()?;
-    let stime: f64 = f.get(12).context("stime")?.parse()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(ProcSample {
-        at: voxgate_tests::now(),
-        cpu_s: (utime + stime) / tck,
-        rss_kb: kb("VmRSS:"),
-        hwm_kb: kb("VmHWM:"),
-    })
-}
-
-fn cpu_percent(a: &ProcSample, b: &ProcSample) -> f64 {
-    let wall = b.at.duration_since(a.at).as_secs_f64();
-    if wall <= 0.0 {
-        return 0.0;
-    }
-    100.0 * (b.cpu_s - a.cpu_s) / wall
-}
-
 /// A UDP socket that reads and drops everything, as the far end of the CPS
 /// calls (which need media somewhere, but no measurement).
 struct Sink {
@@ -175,160 +125,6 @@ impl Drop for Sink {
     }
 }
 
-/// Final counters of one sipp run, from its `-trace_stat` CSV.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-struct SippStats {
-    exit_code: Option<i32>,
-    created: u64,
-    successful: u64,
-    failed: u64,
-    elapsed_s: f64,
-    /// sipp's cumulative call rate: calls created per second of the run.
-    call_rate: f64,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_sipp(
-    gw: &Gateway,
-    work: &Path,
-    inf_lines: &[u16],
-    rate: u32,
-    calls: u32,
-    hold_ms: u64,
-    timeout: Duration,
-    tag: &str,
-) -> anyhow::Result<SippStats> {
-    let inf = work.join(format!("{tag}.csv"));
-    let mut f = std::fs::File::create(&inf)?;
-    writeln!(f, "SEQUENTIAL")?;
-    for p in inf_lines {
-        writeln!(f, "{p};")?;
-    }
-    drop(f);
-    let stf = work.join(format!("{tag}-stat.csv"));
-    let scen = voxgate_tests::sipp_dir().join("bench_call.xml");
-    let port = voxgate_tests::free_udp_port()?;
-    let started = voxgate_tests::now();
-    let out = Command::new("sipp")
-        .current_dir(work)
-        .arg(format!("127.0.0.1:{}", gw.sip_addr().port()))
-        .arg("-sf")
-        .arg(&scen)
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-mi",
-            "127.0.0.1",
-            "-t",
-            "u1",
-            "-nostdin",
-            "-s",
-            "1000",
-        ])
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("-inf")
-        .arg(&inf)
-        .arg("-r")
-        .arg(rate.to_string())
-        .arg("-m")
-        .arg(calls.to_string())
-        .arg("-l")
-        .arg((calls + 10).to_string())
-        .arg("-d")
-        .arg(hold_ms.to_string())
-        .arg("-timeout")
-        .arg(format!("{}s", timeout.as_secs().max(1)))
-        .args(["-max_socket", "65000", "-trace_stat", "-fd", "1", "-stf"])
-        .arg(&stf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .context("running sipp (installed by `make deps`)")?;
-    let mut st = parse_stat_csv(&std::fs::read_to_string(&stf).unwrap_or_default());
-    st.exit_code = out.status.code();
-    // sipp's CSV has whole seconds only; our own clock is finer.
-    st.elapsed_s = started.elapsed().as_secs_f64();
-    Ok(st)
-}
-
-fn parse_stat_csv(text: &str) -> SippStats {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else {
-        return SippStats::default();
-    };
-    let Some(last) = lines.next_back() else {
-        return SippStats::default();
-    };
-    let cols: Vec<&str> = header.split(';').collect();
-    let vals: Vec<&str> = last.split(';').collect();
-    let get = |name: &str| {
-        cols.iter()
-            .position(|c| *c == name)
-            .and_then(|i| vals.get(i))
-            .map(|v| v.trim())
-    };
-    let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // ElapsedTime(C) is "HH:MM:SS:FFF..." in sipp's CSV; the fraction's
-    // digit count gives its scale.
-    let elapsed_s = get("ElapsedTime(C)")
-        .map(|v| {
-            let p: Vec<&str> = v.split(':').collect();
-            let n = |i: usize| {
-                p.get(i)
-                    .and_then(|x| x.trim().parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            };
-            let frac = p
-                .get(3)
-                .map(|f| n(3) / 10f64.powi(f.trim().len() as i32))
-                .unwrap_or(0.0);
-            n(0) * 3600.0 + n(1) * 60.0 + n(2) + frac
-        })
-        .unwrap_or(0.0);
-    SippStats {
-        exit_code: None,
-        created: num("OutgoingCall(C)").max(num("TotalCallCreated")),
-        successful: num("SuccessfulCall(C)"),
-        failed: num("FailedCall(C)"),
-        elapsed_s,
-        call_rate: get("CallRate(C)")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0),
-    }
-}
-
-fn wait_idle(gw: &Gateway, timeout: Duration) -> f64 {
-    let deadline = voxgate_tests::now() + timeout;
-    loop {
-        let active = gw
-            .metrics()
-            .map(|m| m.value("voxgate_calls_active"))
-            .unwrap_or(-1.0);
-        if active == 0.0 || voxgate_tests::now() >= deadline {
-            return active;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn quantiles(h: &Histogram) -> Value {
-    let q = |x: f64| {
-        h.quantile(x)
-            .map(|v| {
-                if v.is_finite() {
-                    json!(v)
-                } else {
-                    json!("+Inf")
-                }
-            })
-            .unwrap_or(Value::Null)
-    };
-    json!({ "observations": h.count, "p50_ms": q(0.5), "p99_ms": q(0.99),
-            "mean_ms": if h.count > 0.0 { json!(h.sum / h.count) } else { Value::Null } })
-}
-
 fn cps_phase(
     gw: &Gateway,
     o: &Opts,
@@ -348,15 +144,19 @@ fn cps_phase(
         let calls = rate * o.cps_step_s;
         let before = sample(gw.pid(), tck)?;
         let m0 = gw.metrics()?;
+        let tag = format!("cps{rate}");
         let st = run_sipp(
             gw,
             work,
-            &[sink.port],
-            rate,
-            calls,
-            500,
-            need,
-            &format!("cps{rate}"),
+            &SippLoad {
+                service: "1000",
+                rtp_ports: &[sink.port],
+                rate,
+                calls,
+                hold_ms: 500,
+                timeout: need,
+                tag: &tag,
+            },
         )?;
         let after = sample(gw.pid(), tck)?;
         let m1 = gw.metrics()?;
@@ -424,7 +224,18 @@ fn concurrent_phase(
         // sipp runs in its own thread while we sample the steady window.
         let gwref: &Gateway = gw;
         let result = std::thread::scope(|s| -> anyhow::Result<Value> {
-            let h = s.spawn(move || run_sipp(gwref, &work2, &ports, ramp, n, hold_ms, need, &tag));
+            let h = s.spawn(move || {
+                let load = SippLoad {
+                    service: "1000",
+                    rtp_ports: &ports,
+                    rate: ramp,
+                    calls: n,
+                    hold_ms,
+                    timeout: need,
+                    tag: &tag,
+                };
+                run_sipp(gwref, &work2, &load)
+            });
             std::thread::sleep(Duration::from_millis(ramp_ms + 1000));
             let w0 = sample(gw.pid(), tck)?;
             let m0 = gw.metrics()?;
@@ -539,11 +350,7 @@ fn main() -> anyhow::Result<()> {
     let concurrent = concurrent_phase(&gw, &o, work.path(), tck, deadline)
         .unwrap_or_else(|e| json!({"error": e.to_string()}));
     let end = sample(gw.pid(), tck)?;
-    let version = Command::new(voxgate_tests::voxgate_bin())
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let version = voxgate_version();
     let report = json!({
         "benchmark": "voxgate gateway, loopback",
         "voxgate": version,
@@ -561,29 +368,6 @@ fn main() -> anyhow::Result<()> {
                    jitter = delta of voxgate_rtp_pacing_jitter_ms over the steady window (all calls up). \
                    CPU from /proc/PID/stat utime+stime, memory from VmRSS/VmHWM.",
     });
-    let text = serde_json::to_string_pretty(&report)?;
-    println!("{text}");
-    if let Some(out) = &o.out {
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(out, format!("{text}\n"))?;
-    }
+    emit_report(&report, o.out.as_deref())?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_sipp_stat_csv() {
-        let csv = "StartTime;LastResetTime;CurrentTime;ElapsedTime(P);ElapsedTime(C);TargetRate;CallRate(P);CallRate(C);IncomingCall(P);IncomingCall(C);OutgoingCall(P);OutgoingCall(C);TotalCallCreated;CurrentCall;SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C);\n\
-a;b;c;00:00:01:000000;00:00:01:000000;100;0;0;0;0;100;100;100;0;100;100;0;0;\n\
-a;b;c;00:00:01:000000;00:00:10:500000;100;0;99.5;0;0;100;1000;1000;0;100;998;0;2;\n";
-        let s = parse_stat_csv(csv);
-        assert_eq!((s.created, s.successful, s.failed), (1000, 998, 2));
-        assert!((s.elapsed_s - 10.5).abs() < 1e-9, "{}", s.elapsed_s);
-        assert_eq!(s.call_rate, 99.5);
-    }
 }
