@@ -13,6 +13,7 @@ mod cli;
 mod models;
 mod policy;
 mod serve;
+mod ui;
 
 use clap::Parser;
 use voxgate_gateway::config::{self, GatewayConfig};
