@@ -74,6 +74,7 @@ function EditorInner({ tenant, flowId }: { tenant: string; flowId: string }) {
   const [name, setName] = useState(flowId);
   const [entry, setEntry] = useState("");
   const [loaded, setLoaded] = useState(false);
+  const [fitOnLoad, setFitOnLoad] = useState(false);
   const [status, setStatus] = useState<Status>({ kind: "idle", text: "" });
   const [conflict, setConflict] = useState(false);
   const [issues, setIssues] = useState<Issue[]>([]);
@@ -113,9 +114,11 @@ function EditorInner({ tenant, flowId }: { tenant: string; flowId: string }) {
     setEntry(d.document.entry ?? "");
     lastSaved.current = JSON.stringify(toDoc(flowId, d.document.name ?? flowId, d.document.entry ?? "", nodes, edges));
     setConflict(false);
+    setFitOnLoad(nodes.length > 0);
     setLoaded(true);
     setStatus({ kind: "idle", text: "" });
-  }, [tenant, flowId, setNodes, setEdges]);
+    if (nodes.length > 0) showIssues((await api.validate(tenant, flowId, d.document)).errors);
+  }, [tenant, flowId, setNodes, setEdges, showIssues]);
 
   useEffect(() => {
     load().catch((e) => setStatus({ kind: "error", text: String(e) }));
@@ -132,9 +135,9 @@ function EditorInner({ tenant, flowId }: { tenant: string; flowId: string }) {
         const d = await api.saveDraft(tenant, flowId, current, etag.current);
         etag.current = d.etag;
         lastSaved.current = json;
-        setStatus({ kind: "saved", text: "Draft saved" });
         const report = await api.validate(tenant, flowId, current);
         showIssues(report.errors);
+        setStatus({ kind: "saved", text: "Draft saved" });
       } catch (e) {
         if (e instanceof ApiError && e.status === 412) {
           conflictRef.current = true;
@@ -158,22 +161,22 @@ function EditorInner({ tenant, flowId }: { tenant: string; flowId: string }) {
     (type: string, position: { x: number; y: number }) => {
       const info = typeInfo(type);
       if (!info) return;
-      setNodes((ns) => {
-        let n = 1;
-        while (ns.some((x) => x.id === `${type}_${n}`)) n++;
-        const id = `${type}_${n}`;
-        if (!entry && ns.length === 0) setEntry(id);
-        const node: FlowNode = {
-          id,
-          type: "flow",
-          position,
-          selected: true,
-          data: { nodeType: type, params: info.defaults(), entry: false, errors: [] },
-        };
-        return [...ns.map((x) => ({ ...x, selected: false })), node];
-      });
+      const taken = new Set(nodes.map((x) => x.id));
+      let n = 1;
+      while (taken.has(`${type}_${n}`)) n++;
+      const id = `${type}_${n}`;
+      // The first node a flow gets is where its calls start.
+      if (!entry) setEntry(id);
+      const node: FlowNode = {
+        id,
+        type: "flow",
+        position,
+        selected: true,
+        data: { nodeType: type, params: info.defaults(), entry: false, errors: [] },
+      };
+      setNodes((ns) => [...ns.map((x) => (x.selected ? { ...x, selected: false } : x)), node]);
     },
-    [setNodes, entry],
+    [nodes, entry, setNodes],
   );
 
   const onDrop = useCallback(
@@ -198,6 +201,9 @@ function EditorInner({ tenant, flowId }: { tenant: string; flowId: string }) {
     () => nodes.map((n) => (n.data.entry === (n.id === entry) ? n : { ...n, data: { ...n.data, entry: n.id === entry } })),
     [nodes, entry],
   );
+  // "Draft saved" only while what is on screen is what was saved.
+  const dirty = loaded && docJson !== lastSaved.current && status.kind !== "saving" && status.kind !== "error";
+  const shownStatus: Status = dirty ? { kind: "idle", text: "Unsaved changes" } : status;
   const selected = nodes.filter((n) => n.selected);
   const general = issues.filter((i) => !i.node);
 
@@ -250,7 +256,7 @@ function EditorInner({ tenant, flowId }: { tenant: string; flowId: string }) {
             Name <input value={name} onChange={(e) => setName(e.target.value)} />
           </label>
           <button onClick={() => void save()}>Save draft</button>
-          <span className={`status ${status.kind}`} role="status" data-testid="status">{status.text}</span>
+          <span className={`status ${shownStatus.kind}`} role="status" data-testid="status">{shownStatus.text}</span>
         </div>
         {conflict && (
           <div className="conflict" role="alert">
@@ -259,20 +265,21 @@ function EditorInner({ tenant, flowId }: { tenant: string; flowId: string }) {
           </div>
         )}
         <div className="flow-wrap">
-          <ReactFlow
+          {loaded && <ReactFlow
             nodes={shown}
             edges={edges}
             nodeTypes={nodeTypes}
             onNodesChange={onNodesChange}
             onEdgesChange={onEdgesChange}
             onConnect={onConnect}
-            fitView={nodes.length > 0}
+            fitView={fitOnLoad}
+            fitViewOptions={{ maxZoom: 1 }}
             minZoom={0.1}
             proOptions={{ hideAttribution: true }}
           >
             <Background />
             <Controls />
-          </ReactFlow>
+          </ReactFlow>}
           {loaded && nodes.length === 0 && <p className="canvas-empty">Drag a node here from the palette.</p>}
         </div>
         {general.length > 0 && (
