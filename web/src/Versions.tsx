@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from "react";
-import { api, when, type VersionSummary } from "./api";
+import { api, when, type FlowDiff, type VersionSummary } from "./api";
 
 interface Props {
   tenant: string;
@@ -16,6 +16,15 @@ export function Versions({ tenant, flowId, tick, issues, onPublish }: Props) {
   const [comment, setComment] = useState("");
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState("");
+  const [diff, setDiff] = useState<{ title: string; diff: FlowDiff } | null>(null);
+
+  const showDiff = async (from: string, to: string, title: string) => {
+    try {
+      setDiff({ title, diff: await api.diff(tenant, flowId, from, to) });
+    } catch (e) {
+      setMessage(`No diff: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
 
   const load = useCallback(async () => {
     try {
@@ -58,6 +67,10 @@ export function Versions({ tenant, flowId, tick, issues, onPublish }: Props) {
       </form>
       <h2>Versions</h2>
       {message && <p role="status">{message}</p>}
+      {items.some((v) => v.live) && (
+        <button onClick={() => void showDiff("live", "draft", "Draft compared with the live version")}>Compare draft with live</button>
+      )}
+      {diff && <DiffView title={diff.title} diff={diff.diff} onClose={() => setDiff(null)} />}
       {items.length === 0 ? <p className="hint">Not published yet.</p> : (
         <ol className="version-list">
           {items.map((v) => (
@@ -66,6 +79,11 @@ export function Versions({ tenant, flowId, tick, issues, onPublish }: Props) {
                 <strong>v{v.version}</strong> {v.live && <span className="badge">live</span>} {v.author}, {when(v.created_at)}
               </div>
               {v.comment && <div className="comment">{v.comment}</div>}
+              {v.version > 1 && (
+                <button onClick={() => void showDiff(String(v.version - 1), String(v.version), `Changes in v${v.version}`)} aria-label={`Show changes in version ${v.version}`}>
+                  Changes
+                </button>
+              )}{" "}
               {!v.live && (
                 <button disabled={busy} onClick={() => void rollback(v.version)} aria-label={`Roll back to version ${v.version}`}>
                   Roll back to v{v.version}
@@ -76,5 +94,24 @@ export function Versions({ tenant, flowId, tick, issues, onPublish }: Props) {
         </ol>
       )}
     </section>
+  );
+}
+
+function DiffView({ title, diff, onClose }: { title: string; diff: FlowDiff; onClose: () => void }) {
+  const lines: string[] = [];
+  if (diff.name) lines.push(`name: ${JSON.stringify(diff.name.from)} → ${JSON.stringify(diff.name.to)}`);
+  if (diff.entry) lines.push(`start node: ${JSON.stringify(diff.entry.from)} → ${JSON.stringify(diff.entry.to)}`);
+  for (const id of diff.nodes_added) lines.push(`added ${id}`);
+  for (const id of diff.nodes_removed) lines.push(`removed ${id}`);
+  for (const c of diff.nodes_changed) {
+    const what = [...c.fields.filter((f) => f !== "edges"), ...(c.edges ?? []).map((e) => `edge ${e}`)];
+    lines.push(`${c.id}: ${what.join(", ")}${c.layout_only ? " (layout only)" : ""}`);
+  }
+  return (
+    <div className="diff" role="region" aria-label={title}>
+      <h3>{title}</h3>
+      {lines.length === 0 ? <p className="hint">No differences.</p> : <ul>{lines.map((l, i) => <li key={i}>{l}</li>)}</ul>}
+      <button onClick={onClose}>Close</button>
+    </div>
   );
 }

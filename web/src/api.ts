@@ -35,6 +35,14 @@ export interface VersionSummary {
   live: boolean;
 }
 
+export interface FlowDiff {
+  entry?: { from: unknown; to: unknown };
+  name?: { from: unknown; to: unknown };
+  nodes_added: string[];
+  nodes_removed: string[];
+  nodes_changed: { id: string; fields: string[]; edges?: string[]; layout_only: boolean }[];
+}
+
 export interface FlowNodeDoc {
   type: string;
   position?: { x: number; y: number };
@@ -115,6 +123,8 @@ export const api = {
     call<{ version: number; warnings: Issue[] }>("POST", `${f(tenant, flow)}/publish`, { comment }, etag),
   versions: (tenant: string, flow: string) =>
     call<{ items: VersionSummary[] }>("GET", `${f(tenant, flow)}/versions?limit=200`),
+  diff: (tenant: string, flow: string, from: string, to: string) =>
+    call<FlowDiff>("GET", `${f(tenant, flow)}/diff?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`),
   rollback: (tenant: string, flow: string, version: number) =>
     call<{ live_version: number }>("POST", `${f(tenant, flow)}/rollback`, { version }),
 };

@@ -251,6 +251,9 @@ test("scenario 3: publish a second version, roll back in the UI, the API shows t
     await page.locator('.version-list li[data-version="2"].live').waitFor();
     let flows = await apiCall(editorKey, "GET", "/v1/tenants/acme/flows");
     assert.equal(flows.json.items.find((f) => f.flow_id === "support").live.version, 2);
+    await page.getByRole("button", { name: "Show changes in version 2" }).click();
+    const changes = page.getByRole("region", { name: "Changes in v2" });
+    assert.match(await changes.textContent(), /say_1: text/);
 
     await page.getByRole("button", { name: "Roll back to version 1" }).click();
     await page.getByText("Version 1 is live again.").waitFor();
