@@ -6,34 +6,16 @@
 // VOXGATE_BIN: the binary (default target/release/voxgate).
 // CHROMIUM:    the browser (default /usr/bin/chromium).
 
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { apiCall as apiCall_, launchChromium, repo, startGateway, stopGateway } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "../..");
-const bin = process.env.VOXGATE_BIN ?? join(repo, "target/release/voxgate");
 const shots = join(repo, "target/ui-screenshots");
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-  "--disable-quic",
-  "--disable-sync",
-];
-
 let gw; // { child, base, adminKey, dataDir, log }
-let browser; // a persistent context: Playwright owns --user-data-dir
+let browser;
 let page;
-let profileDir;
 let editorKey;
 const consoleErrors = [];
 // HTTP answers a step provokes on purpose; Chromium logs each as a console
@@ -41,62 +23,7 @@ const consoleErrors = [];
 const expectedStatuses = new Set();
 const timings = {};
 
-/** Starts `voxgate serve` and waits for its HTTP address and admin key. */
-function startGateway() {
-  const dataDir = mkdtempSync(join(tmpdir(), "voxgate-ui-"));
-  // A random RTP range, away from the ranges the Rust e2e tests lock.
-  const lo = 50000 + 2 * Math.floor(Math.random() * 5000);
-  const child = spawn(
-    bin,
-    ["serve", "--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", dataDir, "--rtp-ports", `${lo}-${lo + 99}`],
-    {
-      cwd: repo,
-      env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info", VOXGATE_HTTP_UI_DIR: join(repo, "web/dist") },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  const log = [];
-  return new Promise((ok, fail) => {
-    let base;
-    let adminKey;
-    const timer = setTimeout(() => fail(new Error(`voxgate did not start in 30 s:\n${log.join("\n")}`)), 30_000);
-    const onLine = (line) => {
-      log.push(line);
-      const http = line.match(/http listening on (\S+)/);
-      if (http) base = `http://${http[1]}`;
-      const key = line.match(/Admin API key \(shown only once\): (\S+)/);
-      if (key) adminKey = key[1];
-      if (base && adminKey) {
-        clearTimeout(timer);
-        ok({ child, base, adminKey, dataDir, log });
-      }
-    };
-    for (const stream of [child.stdout, child.stderr]) {
-      let buf = "";
-      stream.setEncoding("utf8");
-      stream.on("data", (d) => {
-        buf += d;
-        const lines = buf.split("\n");
-        buf = lines.pop();
-        lines.forEach(onLine);
-      });
-    }
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      fail(new Error(`voxgate exited (${code}) before it was ready:\n${log.join("\n")}`));
-    });
-  });
-}
-
-async function apiCall(key, method, path, body, headers = {}) {
-  const res = await fetch(gw.base + path, {
-    method,
-    headers: { Authorization: `Bearer ${key}`, ...(body ? { "Content-Type": "application/json" } : {}), ...headers },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  return { status: res.status, etag: res.headers.get("etag"), json: text ? JSON.parse(text) : undefined };
-}
+const apiCall = (key, method, path, body, headers) => apiCall_(gw.base, key, method, path, body, headers);
 
 async function shot(name) {
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
@@ -147,14 +74,8 @@ before(async () => {
   assert.equal(key.status, 201, JSON.stringify(key.json));
   editorKey = key.json.token;
 
-  profileDir = mkdtempSync(join(tmpdir(), "voxgate-chromium-"));
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: CHROMIUM_FLAGS,
-    viewport: { width: 1400, height: 900 },
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
+  browser = await launchChromium();
+  page = browser.page;
   page.on("console", (m) => {
     if (m.type() !== "error") return;
     const status = m.text().match(/status of (\d{3})/);
@@ -166,12 +87,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (gw) {
-    gw.child.kill("SIGTERM");
-    await new Promise((r) => (gw.child.exitCode !== null ? r() : gw.child.once("exit", r)));
-    rmSync(gw.dataDir, { recursive: true, force: true });
-  }
-  if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+  if (gw) await stopGateway(gw);
   console.log(JSON.stringify({ canvas_test_ms: timings, screenshots: shots }));
 });
 
