@@ -143,7 +143,11 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 fn not_built_page(dir: &Path) -> String {
-    let dir = dir.display().to_string().replace('&', "&amp;").replace('<', "&lt;");
+    let dir = dir
+        .display()
+        .to_string()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;");
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>voxgate canvas not built</title></head><body>\

@@ -32,7 +32,13 @@ async function shot(name) {
 /** Times one test step into the JSON printed at the end. */
 async function timed(name, fn) {
   const t0 = performance.now();
-  await fn();
+  try {
+    await fn();
+  } catch (e) {
+    // What the page looked like when the step failed, for the reviewer.
+    await shot(`failed-${name}`).catch(() => {});
+    throw e;
+  }
   timings[name] = Math.round(performance.now() - t0);
 }
 
