@@ -27,10 +27,12 @@ export VOXGATE_MINILM_DIR
 #   curl             health checks in bench/run and the README
 #   cmake, clang, libclang-dev  building whisper.cpp (whisper-rs-sys runs
 #                    CMake, and bindgen needs libclang); see .cargo/config.toml
+#   chromium         the browser of the canvas tests (`make test-web`, driven
+#                    by playwright-core; a browser download cannot work here)
 DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl \
-	cmake clang libclang-dev
+	cmake clang libclang-dev chromium
 
-.PHONY: deps models build run test bench bench-ai lint fmt fmt-check
+.PHONY: deps models web build run test test-web bench bench-ai lint fmt fmt-check
 
 deps:
 	@missing=""; \
@@ -51,7 +53,20 @@ deps:
 models:
 	scripts/fetch-minilm "$(MINILM_DIR)"
 
-build:
+# The canvas (web/, Vite + React Flow), built into web/dist, which
+# `voxgate serve` serves at /ui/ ([http] ui_dir). npm ci runs only when
+# package-lock.json changed; vite build only when a source changed.
+WEB_SOURCES := $(wildcard web/src/*) web/index.html web/vite.config.ts web/tsconfig.json
+
+web: web/dist/index.html
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	cd web && npm run build
+
+build: web
 	$(CARGO) build --release --locked
 
 run: deps models build
@@ -66,6 +81,12 @@ test: deps models
 	else \
 	  $(CARGO) test --workspace --release --locked --no-fail-fast; \
 	fi
+
+# The canvas in Debian's Chromium against a real `voxgate serve`;
+# screenshots go to target/ui-screenshots/.
+test-web: deps web
+	$(CARGO) build --release --locked --bin voxgate
+	cd web && VOXGATE_BIN=$(VOXGATE_BIN) node --test tests/canvas.test.mjs
 
 bench: deps models build
 	bench/run

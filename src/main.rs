@@ -14,6 +14,7 @@ mod eval;
 mod models;
 mod policy;
 mod serve;
+mod ui;
 
 use clap::Parser;
 use voxgate_gateway::config::{self, GatewayConfig};

@@ -171,7 +171,11 @@ pub async fn run(cfg: GatewayConfig) -> i32 {
     let http_task = tokio::spawn(http_server.serve(
         http::router_with(
             readiness.clone(),
-            [flows.api.clone(), ai_runtime.metrics_router()],
+            [
+                flows.api.clone(),
+                ai_runtime.metrics_router(),
+                crate::ui::router(cfg.http.ui_dir.clone()),
+            ],
         ),
         async move {
             let _ = http_stopped.wait_for(|stop| *stop).await;

@@ -75,6 +75,9 @@ pub struct RateLimitConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The canvas's built files (`make web`), served at `/ui/`. A relative
+    /// path is taken from the working directory.
+    pub ui_dir: PathBuf,
 }
 
 /// `[rtp]`.
@@ -222,6 +225,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ui_dir: PathBuf::from("web/dist"),
         }
     }
 }

@@ -12,6 +12,8 @@ pub const SIP_MAX_MESSAGE_BYTES: &str = "VOXGATE_SIP_MAX_MESSAGE_BYTES";
 pub const SIP_INVITE_RATE_PER_SECOND: &str = "VOXGATE_SIP_INVITE_RATE_PER_SECOND";
 pub const SIP_INVITE_RATE_BURST: &str = "VOXGATE_SIP_INVITE_RATE_BURST";
 pub const HTTP_LISTEN: &str = "VOXGATE_HTTP_LISTEN";
+/// Where the canvas's built files are (`web/dist`).
+pub const HTTP_UI_DIR: &str = "VOXGATE_HTTP_UI_DIR";
 pub const DATA_DIR: &str = "VOXGATE_DATA_DIR";
 pub const PUBLIC_IP: &str = "VOXGATE_PUBLIC_IP";
 pub const RTP_PORTS: &str = "VOXGATE_RTP_PORTS";
@@ -93,6 +95,11 @@ pub const OVERRIDES: &[EnvOverride] = &[
     EnvOverride {
         var: HTTP_LISTEN,
         key: "http.listen",
+        kind: ValueKind::Text,
+    },
+    EnvOverride {
+        var: HTTP_UI_DIR,
+        key: "http.ui_dir",
         kind: ValueKind::Text,
     },
     EnvOverride {

@@ -502,3 +502,14 @@ api_key_env = "OPENAI_API_KEY"
     let err = load(None, &env, &ConfigFlags::default()).unwrap_err();
     assert_eq!(err.key(), "ai.nlu.workers");
 }
+
+#[test]
+fn the_canvas_dir_defaults_to_web_dist_and_can_be_moved() {
+    assert_eq!(
+        GatewayConfig::default().http.ui_dir,
+        PathBuf::from("web/dist")
+    );
+    let env = env_of(&[(env::HTTP_UI_DIR, "/srv/voxgate/ui")]);
+    let c = load(None, &env, &ConfigFlags::default()).unwrap();
+    assert_eq!(c.http.ui_dir, PathBuf::from("/srv/voxgate/ui"));
+}
