@@ -124,3 +124,5 @@ fn refused(outcome: &str, reason: &str, detail: String) -> ActionResult {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod engine_tests;
