@@ -124,8 +124,11 @@ async fn a_lost_worker_mid_utterance_is_an_error_at_once() {
 async fn with_a_second_worker_the_session_moves_and_replays_the_utterance() {
     let (url, sim, _stop) = start().await;
     // The same simulator twice: the fault hits its first session only.
-    let pool = WorkerPool::new(PoolConfig::new(vec![url.clone(), url], WorkerToken::new(TOKEN)))
-        .expect("pool");
+    let pool = WorkerPool::new(PoolConfig::new(
+        vec![url.clone(), url],
+        WorkerToken::new(TOKEN),
+    ))
+    .expect("pool");
     let mut session = pool.open(SttConfig::default()).await.expect("open");
     let seen = paced(&mut session).await;
     assert!(

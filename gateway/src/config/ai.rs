@@ -425,7 +425,10 @@ impl AiConfig {
         match &self.nlu {
             NluProviderConfig::Lexical => {}
             NluProviderConfig::Embedding(e) => {
-                if e.model_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+                if e.model_dir
+                    .as_ref()
+                    .is_some_and(|d| d.as_os_str().is_empty())
+                {
                     return Err(invalid("ai.nlu.model_dir", Problem::Empty));
                 }
             }
@@ -611,7 +614,10 @@ mod tests {
         let TtsProviderConfig::Openai(o) = &ai.tts else {
             panic!("{:?}", ai.tts)
         };
-        assert_eq!((o.model.as_str(), o.voice.as_str()), ("gpt-4o-mini-tts", "alloy"));
+        assert_eq!(
+            (o.model.as_str(), o.voice.as_str()),
+            ("gpt-4o-mini-tts", "alloy")
+        );
         assert_eq!(o.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
         assert_eq!(ai.describe(), "stt=none nlu=embedding tts=openai");
         assert_eq!(

@@ -121,10 +121,7 @@ fn llm(l: &LlmEndpoint, env: &impl Fn(&str) -> Option<String>) -> Result<LlmClie
 /// whisper.cpp from `[ai.stt]`. Blocking: it reads the whole model.
 fn whisper(w: &WhisperSettings, data_dir: &Path) -> Result<WhisperStt, BuildError> {
     let path = w.model_path(data_dir);
-    let config = WhisperConfig::sized(
-        w.threads.map(|n| n as usize),
-        w.decodes.map(|n| n as usize),
-    );
+    let config = WhisperConfig::sized(w.threads.map(|n| n as usize), w.decodes.map(|n| n as usize));
     let stt = WhisperStt::load(&path, config).map_err(|e| match e {
         WhisperError::ModelMissing { path } => {
             // `ggml-<size>.bin` is how `voxgate models fetch` names them.
@@ -228,8 +225,7 @@ pub fn engines(
     };
     let (tts, tts_name): (Arc<dyn TtsEngine>, &str) = match &ai.tts {
         TtsProviderConfig::Espeak => {
-            let cached =
-                CachedTts::espeak(say, tts_cache.clone()).map_err(BuildError::TtsCache)?;
+            let cached = CachedTts::espeak(say, tts_cache.clone()).map_err(BuildError::TtsCache)?;
             (Arc::new(cached), "espeak")
         }
         TtsProviderConfig::Worker(w) => {
@@ -240,7 +236,12 @@ pub fn engines(
         TtsProviderConfig::Openai(o) => {
             let identity = CacheIdentity::new(
                 "openai-speech",
-                format!("url={};model={};voice={}", speech_root(&o.url), o.model, o.voice),
+                format!(
+                    "url={};model={};voice={}",
+                    speech_root(&o.url),
+                    o.model,
+                    o.voice
+                ),
             );
             let cached = CachedTts::new(openai_speech(o, &env)?, identity, tts_cache.clone())
                 .map_err(BuildError::TtsCache)?;
@@ -309,16 +310,26 @@ mod tests {
             nlu: NluProviderConfig::Lexical,
             ..AiConfig::default()
         };
-        let err = engines(&ai, &say, &TtsCacheConfig::default(), Path::new("data"), |_| None)
-            .err()
-            .expect("no token");
+        let err = engines(
+            &ai,
+            &say,
+            &TtsCacheConfig::default(),
+            Path::new("data"),
+            |_| None,
+        )
+        .err()
+        .expect("no token");
         assert_eq!(
             err.to_string(),
             "ai.stt: the environment variable MY_TOKEN is not set"
         );
-        let built = engines(&ai, &say, &TtsCacheConfig::default(), Path::new("data"), |v| {
-            (v == "MY_TOKEN").then(|| "t".to_string())
-        })
+        let built = engines(
+            &ai,
+            &say,
+            &TtsCacheConfig::default(),
+            Path::new("data"),
+            |v| (v == "MY_TOKEN").then(|| "t".to_string()),
+        )
         .expect("builds")
         .expect("engines");
         assert_eq!(

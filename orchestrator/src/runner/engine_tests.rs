@@ -133,7 +133,13 @@ async fn say(text: &str) -> Vec<i16> {
         .expect("espeak-ng speaks")
 }
 
-fn parts(result: ActionResult) -> (String, std::collections::BTreeMap<String, Value>, Vec<AiRecord>) {
+fn parts(
+    result: ActionResult,
+) -> (
+    String,
+    std::collections::BTreeMap<String, Value>,
+    Vec<AiRecord>,
+) {
     match result {
         ActionResult::Ai {
             outcome,
@@ -312,7 +318,11 @@ async fn openai_speech_from_config_speaks_the_reply_and_caches_it() {
     let (result, levels) = run_node(&r, &node(), &speech).await;
     assert_eq!(parts(result).0, "balance");
     assert!(levels.iter().filter(|l| **l > 1000.0).count() >= 40);
-    assert_eq!(sim.handle.speech_requests(), requests, "served from the cache");
+    assert_eq!(
+        sim.handle.speech_requests(),
+        requests,
+        "served from the cache"
+    );
 }
 
 #[tokio::test]
