@@ -131,6 +131,7 @@ async fn say(text: &str) -> Vec<i16> {
     synthesize(text, &SayConfig::default(), 8_000, SpeechCache::global())
         .await
         .expect("espeak-ng speaks")
+        .to_vec()
 }
 
 fn parts(
