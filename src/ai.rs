@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use voxgate_gateway::audio::SayConfig;
-use voxgate_stt_tts::espeak::EspeakTts;
 use voxgate_stt_tts::nlu::embedding::build_intent_engine;
 use voxgate_stt_tts::simulator;
-use voxgate_stt_tts::tts_cache::{CacheIdentity, CachedTts, TtsCacheConfig};
+use voxgate_stt_tts::tts_cache::{CachedTts, TtsCacheConfig};
 use voxgate_stt_tts::worker::{serve_worker, Engines, WorkerToken};
 
 use crate::cli::{SimulateArgs, WorkerArgs};
@@ -32,11 +31,7 @@ pub async fn worker(args: WorkerArgs) -> i32 {
     for name in &args.engines {
         match name.trim() {
             // In memory only: a worker has no data dir of its own.
-            "tts" => match CachedTts::new(
-                EspeakTts::default(),
-                CacheIdentity::espeak(&SayConfig::default()),
-                TtsCacheConfig::default(),
-            ) {
+            "tts" => match CachedTts::espeak(&SayConfig::default(), TtsCacheConfig::default()) {
                 Ok(cached) => engines.tts = Some(Arc::new(cached)),
                 Err(e) => {
                     eprintln!("voxgate: the TTS cache: {e}");

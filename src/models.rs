@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand, ValueEnum};
 use voxgate_gateway::config::{self, ConfigFlags};
 use voxgate_stt_tts::whisper::fetch::{self, FetchError, FetchRequest};
-use voxgate_stt_tts::whisper::{self, WhisperConfig, WhisperModel, WhisperStt};
+use voxgate_stt_tts::whisper::{self, WhisperConfig, WhisperStt};
 
 use crate::exit;
 
@@ -79,16 +79,10 @@ impl WhisperArgs {
             );
             return Err(exit::USAGE);
         };
-        let mut config = WhisperConfig::default();
-        if let Some(n) = self.whisper_threads {
-            config.threads = n;
-        }
-        if let Some(n) = self.whisper_decodes {
-            config.max_concurrent_decodes = n;
-        }
-        let loaded = tokio::task::spawn_blocking(move || WhisperModel::load(&path, config)).await;
+        let config = WhisperConfig::sized(self.whisper_threads, self.whisper_decodes);
+        let loaded = tokio::task::spawn_blocking(move || WhisperStt::load(&path, config)).await;
         match loaded {
-            Ok(Ok(model)) => Ok(Arc::new(WhisperStt::new(Arc::new(model)))),
+            Ok(Ok(stt)) => Ok(Arc::new(stt)),
             Ok(Err(e)) => {
                 eprintln!("voxgate: {e}");
                 Err(exit::USAGE)

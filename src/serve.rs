@@ -59,13 +59,17 @@ fn build_ai(
         &cfg.ai,
         &say,
         &TtsCacheConfig::in_data_dir(&cfg.data_dir),
+        &cfg.data_dir,
         |var| std::env::var(var).ok(),
     )?
     else {
         tracing::info!("ai: no STT configured; AI nodes take their fallback");
         return Ok(Arc::new(voxgate_flows::driver::UnavailableAi));
     };
-    tracing::info!("ai: {}", cfg.ai.describe());
+    // The engines built, not the ones asked for: `lexical-fallback` shows
+    // here when the embedding model is absent.
+    let n = &engines.names;
+    tracing::info!("ai: stt={} nlu={} tts={}", n.stt, n.nlu, n.tts);
     let metrics = Arc::new(AiMetrics::new().with_counts(runtime.counts.clone()));
     voxgate_gateway::metrics::global().register(|r| metrics.register(r));
     let runner = AiNodeRunner::new(

@@ -38,6 +38,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 use voxgate_gateway::audio::{SayConfig, MAX_RATE, MIN_RATE};
 
+use crate::espeak::EspeakTts;
 use crate::tts::{TtsBackend, TtsChunk, TtsEngine, TtsRequest, TtsStream};
 
 /// The directory under the data dir.
@@ -229,6 +230,19 @@ impl<E> Clone for CachedTts<E> {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
         }
+    }
+}
+
+impl CachedTts<EspeakTts> {
+    /// espeak-ng with `say`'s voice, rate and pitch behind the cache: what
+    /// `voxgate worker --engines tts` and the AI node's `[ai.tts] provider
+    /// = "espeak"` both use.
+    pub fn espeak(say: &SayConfig, config: TtsCacheConfig) -> Result<Self, TtsCacheError> {
+        Self::new(
+            EspeakTts::new(say.clone(), crate::espeak::DEFAULT_CHUNK_MS),
+            CacheIdentity::espeak(say),
+            config,
+        )
     }
 }
 

@@ -318,11 +318,9 @@ fn an_stt_disconnect_mid_utterance_takes_the_fallback() {
     let record = last_call_record(&w.gw, &w.key).expect("record");
     let ask = step(&record, "ask").expect("ask step");
     assert_eq!(ask["outcome"], "fallback_dtmf", "{ask}");
-    // KNOWN GAP: the disconnect surfaces today as a stall of the STT
-    // stream (the worker pool's failover does not report the lost worker
-    // at once), so the fallback comes from the stall watchdog, not at once.
-    let reason = ask["changed"]["ai.reason"].as_str().unwrap_or("");
-    assert!(reason == "stt_error" || reason == "stt_stall", "{ask}");
+    // The lost worker is reported at once (one worker: nothing to fail
+    // over to), not found later by the stall watchdog.
+    assert_eq!(ask["changed"]["ai.reason"], "stt_error", "{ask}");
     assert_eq!(path(&record)[1], "menu");
 }
 

@@ -451,7 +451,7 @@ fn ai_providers_parse_and_validate() {
     use super::ai::{NluProviderConfig, SttProviderConfig, TtsProviderConfig};
     let c = GatewayConfig::default();
     assert_eq!(c.ai.stt, SttProviderConfig::None);
-    assert_eq!(c.ai.nlu, NluProviderConfig::Lexical);
+    assert!(matches!(c.ai.nlu, NluProviderConfig::Embedding(_)));
     assert_eq!(c.ai.tts, TtsProviderConfig::Espeak);
     let c = GatewayConfig::from_toml_str(
         r#"
@@ -490,7 +490,7 @@ api_key_env = "OPENAI_API_KEY"
         "ai.nlu.api_key_env"
     );
     assert_eq!(
-        invalid_key("[ai.stt]\nprovider = \"whisper\"\n").0,
+        invalid_key("[ai.stt]\nprovider = \"vosk\"\n").0,
         "ai.stt.provider"
     );
     assert_eq!(

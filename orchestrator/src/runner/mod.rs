@@ -220,4 +220,6 @@ fn refused(outcome: &str, reason: &str, detail: String) -> ActionResult {
 }
 
 #[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
 mod tests;

@@ -295,6 +295,10 @@ impl Listen {
         self.ws
             .send(Message::text(results.to_string()))
             .await
-            .map_err(|_| Hangup)
+            .map_err(|_| Hangup)?;
+        if self.faults.hang_up_after(self.sent) {
+            return Err(Hangup);
+        }
+        Ok(())
     }
 }

@@ -137,6 +137,15 @@ impl SessionFaults for StageFaults {
         }
         FaultAction::Send
     }
+
+    fn hang_up_after(&mut self, sent: u32) -> bool {
+        // Hung up as the chunk goes out, not when the next one is due:
+        // for STT that is the final, after the caller stopped speaking,
+        // and a "mid-utterance" disconnect would come too late.
+        self.faults
+            .as_ref()
+            .is_some_and(|f| f.disconnect_after_chunks == Some(sent))
+    }
 }
 
 impl FaultSource for ScriptFaults {

@@ -61,7 +61,8 @@ pub struct Faults {
     pub stall_after_chunks: Option<u32>,
     /// HTTP audio: stall once this many body bytes are sent.
     pub stall_after_bytes: Option<u64>,
-    /// Drop the connection after this many chunks.
+    /// Drop the connection as chunk N goes out (0: before the first),
+    /// without waiting for the next one to be due.
     pub disconnect_after_chunks: Option<u32>,
     /// Send one malformed frame before chunk N (0 = before the first).
     pub garbage_at_chunk: Option<u32>,

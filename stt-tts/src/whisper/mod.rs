@@ -105,6 +105,22 @@ impl Default for WhisperConfig {
 }
 
 impl WhisperConfig {
+    /// The defaults with the operator's thread and decode counts (`voxgate
+    /// worker --whisper-threads/--whisper-decodes`, `[ai.stt] threads/
+    /// decodes`). Decodes left unset share the cores among the threads.
+    pub fn sized(threads: Option<usize>, decodes: Option<usize>) -> Self {
+        let mut config = Self::default();
+        if let Some(n) = threads {
+            config.threads = n;
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            config.max_concurrent_decodes = (cores / n.max(1)).max(1);
+        }
+        if let Some(n) = decodes {
+            config.max_concurrent_decodes = n;
+        }
+        config
+    }
+
     pub fn validate(&self) -> Result<(), WhisperError> {
         let bad = |field, problem| Err(WhisperError::InvalidConfig { field, problem });
         if !(1..=64).contains(&self.threads) {
@@ -294,11 +310,34 @@ impl WhisperModel {
 #[derive(Debug, Clone)]
 pub struct WhisperStt {
     model: Arc<WhisperModel>,
+    /// Used instead of each session's language when set.
+    language: Option<String>,
 }
 
 impl WhisperStt {
     pub fn new(model: Arc<WhisperModel>) -> Self {
-        Self { model }
+        Self {
+            model,
+            language: None,
+        }
+    }
+
+    /// Loads the model at `path` (see [`WhisperModel::load`]); what
+    /// `voxgate worker --engines stt` and the AI node's `[ai.stt] provider
+    /// = "whisper"` both use. Blocking.
+    pub fn load(path: &Path, config: WhisperConfig) -> Result<Self, WhisperError> {
+        Ok(Self::new(Arc::new(WhisperModel::load(path, config)?)))
+    }
+
+    /// Decodes every session in `language` (BCP 47, or `auto`) instead of
+    /// the session's own; checked against the model now, so an
+    /// English-only model asked for German fails at startup.
+    pub fn with_language(mut self, language: Option<String>) -> Result<Self, WhisperError> {
+        if let Some(tag) = &language {
+            self.model.language_for(tag)?;
+        }
+        self.language = language;
+        Ok(self)
     }
 
     pub fn model(&self) -> &Arc<WhisperModel> {
@@ -309,6 +348,7 @@ impl WhisperStt {
 impl SttEngine for WhisperStt {
     fn open(&self, config: SttConfig) -> BoxFuture<'_, Result<SttSession, EngineError>> {
         let model = self.model.clone();
+        let forced = self.language.clone();
         Box::pin(async move {
             if config.sample_rate != STT_SAMPLE_RATE {
                 return Err(WhisperError::UnsupportedRate {
@@ -316,7 +356,7 @@ impl SttEngine for WhisperStt {
                 }
                 .into());
             }
-            let lang = model.language_for(&config.language)?;
+            let lang = model.language_for(forced.as_deref().unwrap_or(&config.language))?;
             let (session, backend) = SttSession::channel();
             tokio::spawn(run_session(model, lang, backend));
             Ok(session)

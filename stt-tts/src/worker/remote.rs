@@ -66,39 +66,58 @@ enum Leg {
 }
 
 impl SttDriver {
+    /// Runs the session on `conn`, moving it to another worker when one is
+    /// lost. With no other worker to go to (or after `max_failovers`), the
+    /// loss is reported at once as the session's error: the caller's
+    /// budget must not wait for its stall watchdog to find out.
     async fn run(mut self, mut lease: Lease, mut conn: WorkerConnection) {
         let mut failovers = 0u32;
+        let mut failure = match self.leg(&mut conn).await {
+            Leg::Done => {
+                conn.close().await;
+                return;
+            }
+            Leg::Failed(e) => e,
+        };
         loop {
+            tracing::warn!(worker = %conn.url(), error = %failure, "STT worker failed mid-session");
+            if !matches!(failure, WorkerError::Remote { .. }) {
+                self.pool.mark_failed(lease.index, &failure);
+            }
+            failovers += 1;
+            if failovers > self.pool.inner.config.max_failovers {
+                let _ = self.backend.events.send(Err(failure.into())).await;
+                return;
+            }
+            let mut exclude = vec![lease.index];
+            match self.pool.open(&self.session, &mut exclude).await {
+                Ok((l, c)) => {
+                    lease = l;
+                    conn = c;
+                }
+                // Nowhere else to go: the lost worker is the error.
+                Err(WorkerError::NoWorkers) => {
+                    let _ = self.backend.events.send(Err(failure.into())).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = self.backend.events.send(Err(e.into())).await;
+                    return;
+                }
+            }
+            // The new worker must hear the utterance from where the last
+            // final left it, or its transcript would miss the start; a
+            // replay that fails is one more lost worker.
+            if let Err(e) = self.replay(&mut conn).await {
+                failure = e;
+                continue;
+            }
             match self.leg(&mut conn).await {
                 Leg::Done => {
                     conn.close().await;
                     return;
                 }
-                Leg::Failed(e) => {
-                    tracing::warn!(worker = %conn.url(), error = %e, "STT worker failed mid-session");
-                    if !matches!(e, WorkerError::Remote { .. }) {
-                        self.pool.mark_failed(lease.index, &e);
-                    }
-                    failovers += 1;
-                    if failovers > self.pool.inner.config.max_failovers {
-                        let _ = self.backend.events.send(Err(e.into())).await;
-                        return;
-                    }
-                    let mut exclude = vec![lease.index];
-                    match self.pool.open(&self.session, &mut exclude).await {
-                        Ok((l, c)) => {
-                            lease = l;
-                            conn = c;
-                        }
-                        Err(e2) => {
-                            let _ = self.backend.events.send(Err(e2.into())).await;
-                            return;
-                        }
-                    }
-                    if let Err(e) = self.replay(&mut conn).await {
-                        tracing::warn!(error = %e, "replay to the new STT worker failed");
-                    }
-                }
+                Leg::Failed(e) => failure = e,
             }
         }
     }

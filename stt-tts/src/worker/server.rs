@@ -66,6 +66,12 @@ pub(crate) trait SessionFaults: Send {
         std::time::Duration::ZERO
     }
     fn before_frame(&mut self, frames_sent: u32) -> FaultAction;
+    /// Whether to drop the connection at once, right after a data frame
+    /// went out (`frames_sent` counts it), rather than when the next one
+    /// is due: an STT session's next frame may be seconds away.
+    fn hang_up_after(&mut self, _frames_sent: u32) -> bool {
+        false
+    }
 }
 
 /// Makes the fault plan of each new session.
@@ -318,6 +324,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 .send(Message::binary(pcm_to_bytes(pcm)))
                 .await
                 .map_err(|_| Hangup)?;
+        }
+        if self.faults.hang_up_after(self.sent) {
+            return Err(Hangup);
         }
         Ok(())
     }
