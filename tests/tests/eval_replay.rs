@@ -246,7 +246,13 @@ fn a_small_set_replays_through_the_gateway_and_reports_what_happened() {
     assert_eq!(m["answered"], 6, "{m}");
     let calls = r["calls"].as_array().expect("calls");
     let call = |id: &str| calls.iter().find(|c| c["id"] == id).expect("call");
-    for id in ["balance-plain", "balance-noisy", "barge-in", "keys-agent", "complaint"] {
+    for id in [
+        "balance-plain",
+        "balance-noisy",
+        "barge-in",
+        "keys-agent",
+        "complaint",
+    ] {
         assert_eq!(call(id)["passed"], true, "{}", call(id));
     }
     // Each caller was heard as what they said, through G.711 and the
@@ -257,9 +263,24 @@ fn a_small_set_replays_through_the_gateway_and_reports_what_happened() {
             .unwrap_or("")
             .to_lowercase()
     };
-    assert_eq!(heard("balance-noisy"), "what is my balance", "{}", call("balance-noisy"));
-    assert_eq!(heard("complaint"), "i want to complain", "{}", call("complaint"));
-    assert_eq!(heard("complaint-missed"), "this service is terrible", "{}", call("complaint-missed"));
+    assert_eq!(
+        heard("balance-noisy"),
+        "what is my balance",
+        "{}",
+        call("balance-noisy")
+    );
+    assert_eq!(
+        heard("complaint"),
+        "i want to complain",
+        "{}",
+        call("complaint")
+    );
+    assert_eq!(
+        heard("complaint-missed"),
+        "this service is terrible",
+        "{}",
+        call("complaint-missed")
+    );
     assert_eq!(call("complaint")["gateway"]["disposition"], "escalated");
     // The gateway's decisions, read from its call records.
     let plain = &call("balance-plain")["gateway"];

@@ -173,16 +173,17 @@ impl Listen {
         let needed = (self.rate as f32 * self.state.script.stt.fingerprint_seconds) as usize;
         if !self.partial_sent && self.state.script.stt.partials && self.audio.len() >= needed {
             self.partial_sent = true;
-            let (text, confidence) = match self.state.script.stt_lookup(&self.audio, self.rate, false) {
-                SttLookup::Found(text, confidence) => (text, confidence),
-                // An envelope match is decided at the end: no partial.
-                SttLookup::Wait => return Ok(()),
-                SttLookup::Unmatched { .. } => {
-                    return self
-                        .close(CloseCode::Error, "NET-0000: no scripted transcript")
-                        .await
-                }
-            };
+            let (text, confidence) =
+                match self.state.script.stt_lookup(&self.audio, self.rate, false) {
+                    SttLookup::Found(text, confidence) => (text, confidence),
+                    // An envelope match is decided at the end: no partial.
+                    SttLookup::Wait => return Ok(()),
+                    SttLookup::Unmatched { .. } => {
+                        return self
+                            .close(CloseCode::Error, "NET-0000: no scripted transcript")
+                            .await
+                    }
+                };
             self.state.sleep_first(StageId::Deepgram).await;
             let words: Vec<&str> = text.split_whitespace().collect();
             let half = words[..words.len().div_ceil(2)].join(" ");

@@ -101,7 +101,10 @@ fn speech_through_g711_matches_its_own_entry_and_no_other() {
     }
     let pardon = SttLookup::Found("pardon".into(), 0.5);
     assert_eq!(script.stt_lookup(&[0; 32_000], 16_000, true), pardon);
-    assert_eq!(script.stt_lookup(&white_noise(48_000), 16_000, true), pardon);
+    assert_eq!(
+        script.stt_lookup(&white_noise(48_000), 16_000, true),
+        pardon
+    );
 }
 
 /// Seeded white noise at a speech-like level.

@@ -307,7 +307,9 @@ pub enum SttLookup {
     Wait,
     Found(String, f32),
     /// No entry matches and there is no default.
-    Unmatched { fingerprint: String },
+    Unmatched {
+        fingerprint: String,
+    },
 }
 
 /// Normalises an utterance for lookup.
