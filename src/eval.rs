@@ -23,8 +23,9 @@ pub enum EvalCommand {
     Validate { set: PathBuf },
     /// Print the manifest's JSON Schema.
     Schema,
-    /// Print a provider-simulator script (`voxgate simulate --script`) for
-    /// the selected calls' simulator settings.
+    /// Build the set's audio, then print a provider-simulator script
+    /// (`voxgate simulate --script`) for the selected calls' simulator
+    /// settings, with a transcript per turn matched by speech envelope.
     SimulatorScript {
         set: PathBuf,
         /// Only calls whose id starts with this (repeatable).
@@ -104,10 +105,17 @@ pub fn run(cmd: EvalCommand) -> i32 {
         EvalCommand::Validate { set } => validate(&set),
         EvalCommand::SimulatorScript { set, calls } => match load(&set) {
             Ok(mut m) => {
+                // The script names the built WAVs, by absolute path: it is
+                // loaded from wherever the simulator runs.
                 m.select(&calls);
+                if let Err(e) = render::build(&set, &m) {
+                    return fail(&e);
+                }
+                let dir = std::fs::canonicalize(&set).unwrap_or(set);
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&m.simulator_script()).unwrap_or_default()
+                    serde_json::to_string_pretty(&m.simulator_script_with_audio(&dir))
+                        .unwrap_or_default()
                 );
                 exit::OK
             }

@@ -591,10 +591,9 @@ impl Manifest {
 
     /// A provider-simulator script (`voxgate simulate --script`) for the
     /// selected calls: the stages of the first call's settings, and, as
-    /// the STT's answer to any audio, the first reference transcript. The
-    /// simulator keys transcripts by exact audio, which the RTP path does
-    /// not keep, so one simulator answers every utterance the same: it
-    /// serves the media, latency and fallback cases, not intent accuracy.
+    /// the STT's answer to audio no entry matches, the first reference
+    /// transcript. [`Manifest::simulator_script_with_audio`] adds an entry
+    /// per turn so each utterance is heard as its own text.
     pub fn simulator_script(&self) -> serde_json::Value {
         let settings = self
             .calls
@@ -614,5 +613,39 @@ impl Manifest {
             "tts": {"voice": {"kind": "tone", "hz": 440.0, "ms_per_char": 40}, "chunk_ms": 100},
             "stages": settings.stages_json(),
         })
+    }
+
+    /// [`Manifest::simulator_script`] plus, in `match: envelope` mode, a
+    /// transcript entry per spoken turn keyed by its built WAV under
+    /// `set_dir` (its reference, else its text): the simulator matches the
+    /// audio it gets after G.711 and resampling by speech-energy envelope,
+    /// so each caller is heard as what they said and intent accuracy
+    /// measures the NLU and policy per turn. Turns whose WAV is not built
+    /// (`voxgate eval build`) and turns without text (noise) have no entry;
+    /// they get the default.
+    pub fn simulator_script_with_audio(&self, set_dir: &Path) -> serde_json::Value {
+        let mut script = self.simulator_script();
+        let mut entries = Vec::new();
+        let mut seen = BTreeSet::new();
+        for call in &self.calls {
+            for (i, turn) in call.turns.iter().enumerate() {
+                let Some(text) = turn.reference.clone().or_else(|| turn.say.clone()) else {
+                    continue;
+                };
+                let Some(job) = crate::render::job_for(set_dir, self, &call.id, i, turn) else {
+                    continue;
+                };
+                if job.output.is_file() && seen.insert(job.output.clone()) {
+                    entries.push(serde_json::json!({
+                        "audio_file": job.output,
+                        "text": text,
+                        "confidence": 0.95,
+                    }));
+                }
+            }
+        }
+        script["stt"]["match"] = "envelope".into();
+        script["stt"]["transcripts"] = entries.into();
+        script
     }
 }

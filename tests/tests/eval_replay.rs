@@ -6,9 +6,12 @@
 //! JUnit XML exist and parse, and that a run fails against a better
 //! baseline.
 //!
-//! The simulator's STT answers every utterance with the same scripted
-//! transcript ("what is my balance"): the `complaint-missed` call expects
-//! a complaint and so fails on purpose, which the metrics must show.
+//! The simulator's script comes from `voxgate eval simulator-script`: its
+//! STT hears each turn's built WAV, after G.711 and resampling, as that
+//! turn's text (speech-envelope matching), so every call gets its own
+//! intent. The scripted NLU misreads one utterance on purpose ("this
+//! service is terrible" as balance): the `complaint-missed` call fails,
+//! which the metrics must show.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -70,19 +73,35 @@ calls:
         at_ms: 2500
         expect: {escalate: true, reason: dtmf}
     expect: {disposition: escalated}
-  - id: complaint-missed
+  - id: complaint
     turns:
       - say: I want to complain
         expect: {intent: complaint, escalate: true, reason: sensitive_intent}
     expect: {disposition: escalated}
+  - id: complaint-missed
+    turns:
+      - say: this service is terrible
+        expect: {intent: complaint, escalate: true, reason: sensitive_intent}
+    expect: {disposition: escalated}
 "#;
 
-fn script() -> Value {
+/// `voxgate eval simulator-script`'s STT (an entry per built turn) with
+/// this test's NLU answers and stage delays.
+fn script(set: &Path) -> Value {
+    let out = eval(&["simulator-script", &set.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let generated: Value = serde_json::from_slice(&out.stdout).expect("script JSON");
+    assert_eq!(generated["stt"]["match"], "envelope", "{generated}");
+    let entries = generated["stt"]["transcripts"].as_array().expect("entries");
+    // Every spoken turn: the DTMF call has none.
+    assert_eq!(entries.len(), 5, "{generated}");
     json!({
         "seed": 1,
-        "stt": {"default": {"text": "what is my balance", "confidence": 0.95}},
+        "stt": generated["stt"],
         "nlu": {"results": [
-            {"utterance": "what is my balance", "result": {"intent": "balance", "confidence": 0.93}}
+            {"utterance": "what is my balance", "result": {"intent": "balance", "confidence": 0.93}},
+            {"utterance": "I want to complain", "result": {"intent": "complaint", "confidence": 0.91}},
+            {"utterance": "this service is terrible", "result": {"intent": "balance", "confidence": 0.8}}
         ]},
         "tts": {"voice": {"kind": "tone", "hz": 440.0, "ms_per_char": 40}, "chunk_ms": 100},
         "stages": {
@@ -183,7 +202,7 @@ fn a_small_set_replays_through_the_gateway_and_reports_what_happened() {
     )
     .expect("flow file");
 
-    let sim = Simulator::start(&script()).expect("simulator starts");
+    let sim = Simulator::start(&script(&set)).expect("simulator starts");
     let gw = gateway_with_simulator(&sim, dir.path()).expect("gateway starts");
     let key = admin_key(&gw).expect("admin key");
     publish(&gw, &key, dir.path(), &flow(), NUMBER).expect("flow published");
@@ -223,13 +242,46 @@ fn a_small_set_replays_through_the_gateway_and_reports_what_happened() {
     assert!(out.status.success(), "{}", text(&out));
     let r = read_json(&a.join("report.json"));
     let m = &r["metrics"];
-    assert_eq!(m["calls"], 5, "{m}");
-    assert_eq!(m["answered"], 5, "{m}");
+    assert_eq!(m["calls"], 6, "{m}");
+    assert_eq!(m["answered"], 6, "{m}");
     let calls = r["calls"].as_array().expect("calls");
     let call = |id: &str| calls.iter().find(|c| c["id"] == id).expect("call");
-    for id in ["balance-plain", "keys-agent"] {
+    for id in [
+        "balance-plain",
+        "balance-noisy",
+        "barge-in",
+        "keys-agent",
+        "complaint",
+    ] {
         assert_eq!(call(id)["passed"], true, "{}", call(id));
     }
+    // Each caller was heard as what they said, through G.711 and the
+    // resampler (the default transcript would be "what is my balance").
+    let heard = |id: &str| {
+        call(id)["gateway"]["transcripts"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+    };
+    assert_eq!(
+        heard("balance-noisy"),
+        "what is my balance",
+        "{}",
+        call("balance-noisy")
+    );
+    assert_eq!(
+        heard("complaint"),
+        "i want to complain",
+        "{}",
+        call("complaint")
+    );
+    assert_eq!(
+        heard("complaint-missed"),
+        "this service is terrible",
+        "{}",
+        call("complaint-missed")
+    );
+    assert_eq!(call("complaint")["gateway"]["disposition"], "escalated");
     // The gateway's decisions, read from its call records.
     let plain = &call("balance-plain")["gateway"];
     assert_eq!(plain["decisions"][0]["intent"], "balance", "{plain}");
@@ -240,18 +292,23 @@ fn a_small_set_replays_through_the_gateway_and_reports_what_happened() {
         .as_u64()
         .expect("a reply was heard");
     assert!(wire > 0 && wire <= 3000, "{wire} ms");
-    // The deliberate miss: the simulator heard "balance", not a complaint.
+    // The deliberate miss: the NLU read the complaint as "balance".
     let missed = call("complaint-missed");
     assert_eq!(missed["passed"], false);
     assert_eq!(m["confusion"]["complaint"]["balance"], 1, "{m}");
-    assert_eq!(m["escalation"]["true_positive"], 1, "{m}");
+    assert_eq!(m["confusion"]["complaint"]["complaint"], 1, "{m}");
+    assert_eq!(m["confusion"]["balance"]["balance"], 3, "{m}");
+    assert_eq!(m["escalation"]["true_positive"], 2, "{m}");
     assert_eq!(m["escalation"]["false_negative"], 1, "{m}");
-    assert_eq!(m["escalation"]["recall"], 0.5, "{m}");
+    assert_eq!(m["escalation"]["false_positive"], 0, "{m}");
     assert_eq!(m["escalation"]["precision"], 1.0, "{m}");
+    let recall = m["escalation"]["recall"].as_f64().expect("recall");
+    assert!((recall - 2.0 / 3.0).abs() < 1e-9, "{m}");
     let total = m["intent_total"].as_u64().expect("intent_total");
     let correct = m["intent_correct"].as_u64().expect("intent_correct");
-    assert_eq!(total, 4, "{m}");
-    assert_eq!(correct, 3, "{m}");
+    assert_eq!(total, 5, "{m}");
+    assert_eq!(correct, 4, "{m}");
+    assert_eq!(m["intent_accuracy"], 0.8, "{m}");
     assert!(
         m["latency"]["wire_turn"]["count"].as_u64().unwrap_or(0) >= 3,
         "{m}"
@@ -271,7 +328,7 @@ fn a_small_set_replays_through_the_gateway_and_reports_what_happened() {
 
     // JUnit parses: a case per call and per threshold, the miss a failure.
     let junit = std::fs::read_to_string(a.join("junit.xml")).expect("junit.xml");
-    assert_eq!(junit_cases(&junit), Ok(5 + 2), "{junit}");
+    assert_eq!(junit_cases(&junit), Ok(6 + 2), "{junit}");
     assert!(junit.contains("name=\"complaint-missed\""));
     assert!(
         junit.contains("<failure message=\"turns[0].intent: expected complaint, got balance\""),

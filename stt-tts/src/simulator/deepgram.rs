@@ -7,7 +7,8 @@
 //! (`is_final: false`, the first half of the words) once it has heard
 //! `fingerprint_seconds` of audio; a final `Results` on `Finalize` or
 //! `CloseStream`; after `CloseStream` a `Metadata` and a close with 1000.
-//! `KeepAlive` is accepted. Audio it cannot decode (an odd byte count)
+//! With `match: envelope` an utterance that is not an exact match gets
+//! no interim result: its transcript is decided at the end. `KeepAlive` is accepted. Audio it cannot decode (an odd byte count)
 //! closes with 1008, as Deepgram does. The `Authorization: Token …` header
 //! is required but not checked.
 
@@ -25,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::engines::{timed_words, SimState, StageFaults, StageId};
-use super::script::audio_fingerprint;
+use super::script::SttLookup;
 use crate::worker::{FaultAction, SessionFaults};
 
 /// The path the simulator serves Deepgram on (and below).
@@ -172,12 +173,18 @@ impl Listen {
         let needed = (self.rate as f32 * self.state.script.stt.fingerprint_seconds) as usize;
         if !self.partial_sent && self.state.script.stt.partials && self.audio.len() >= needed {
             self.partial_sent = true;
+            let (text, confidence) =
+                match self.state.script.stt_lookup(&self.audio, self.rate, false) {
+                    SttLookup::Found(text, confidence) => (text, confidence),
+                    // An envelope match is decided at the end: no partial.
+                    SttLookup::Wait => return Ok(()),
+                    SttLookup::Unmatched { .. } => {
+                        return self
+                            .close(CloseCode::Error, "NET-0000: no scripted transcript")
+                            .await
+                    }
+                };
             self.state.sleep_first(StageId::Deepgram).await;
-            let Some((text, confidence)) = self.transcript() else {
-                return self
-                    .close(CloseCode::Error, "NET-0000: no scripted transcript")
-                    .await;
-            };
             let words: Vec<&str> = text.split_whitespace().collect();
             let half = words[..words.len().div_ceil(2)].join(" ");
             self.send_results(&half, confidence * 0.8, false, false)
@@ -227,7 +234,9 @@ impl Listen {
         } else {
             self.state.sleep_first(StageId::Deepgram).await;
         }
-        let Some((text, confidence)) = self.transcript() else {
+        let SttLookup::Found(text, confidence) =
+            self.state.script.stt_lookup(&self.audio, self.rate, true)
+        else {
             return self
                 .close(CloseCode::Error, "NET-0000: no scripted transcript")
                 .await;
@@ -238,15 +247,6 @@ impl Listen {
 
     fn request_id(&self) -> String {
         format!("sim-{}", self.state.count(StageId::Deepgram))
-    }
-
-    fn transcript(&self) -> Option<(String, f32)> {
-        let fp = audio_fingerprint(
-            &self.audio,
-            self.rate,
-            self.state.script.stt.fingerprint_seconds,
-        );
-        self.state.script.transcript_for(&fp)
     }
 
     async fn send_results(

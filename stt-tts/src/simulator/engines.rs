@@ -8,7 +8,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::script::{audio_fingerprint, Delay, Faults, Script, Stage, TtsVoice};
+use super::envelope;
+use super::script::{Delay, Faults, Script, Stage, SttLookup, TtsVoice};
 use crate::error::EngineError;
 use crate::llm::prompt::answer_json;
 use crate::nlu::lexical::LexicalIntentEngine;
@@ -184,8 +185,12 @@ async fn run_stt(state: Arc<SimState>, config: SttConfig, mut io: SttBackend) {
     let script = &state.script.stt;
     let rate = config.sample_rate.max(1);
     let needed = (rate as f32 * script.fingerprint_seconds) as usize;
+    // Bounded: the envelope looks at no more than this.
+    let keep = rate as usize * envelope::MAX_SECONDS as usize;
     let mut audio: Vec<i16> = Vec::new();
+    let mut received: u64 = 0;
     let mut partial_sent = false;
+    let mut waiting = false;
     loop {
         let input = tokio::select! {
             _ = io.cancel.cancelled() => return,
@@ -194,28 +199,37 @@ async fn run_stt(state: Arc<SimState>, config: SttConfig, mut io: SttBackend) {
         let ended = match input {
             None => return,
             Some(SttInput::Audio(pcm)) => {
-                audio.extend_from_slice(&pcm);
+                received += pcm.len() as u64;
+                let room = keep.saturating_sub(audio.len()).min(pcm.len());
+                audio.extend_from_slice(&pcm[..room]);
                 false
             }
             Some(SttInput::End) => true,
         };
-        let known = ended || audio.len() >= needed;
+        // An envelope match is decided at the end; nothing to do before.
+        let known = ended || (!waiting && audio.len() >= needed);
         if !known {
             continue;
         }
-        let fingerprint = audio_fingerprint(&audio, rate, script.fingerprint_seconds);
-        let Some((text, confidence)) = state.script.transcript_for(&fingerprint) else {
-            let _ = io
-                .events
-                .send(Err(EngineError::InvalidRequest {
-                    reason: format!(
-                        "no scripted transcript for audio {fingerprint} and no default"
-                    ),
-                }))
-                .await;
-            return;
+        let (text, confidence) = match state.script.stt_lookup(&audio, rate, ended) {
+            SttLookup::Found(text, confidence) => (text, confidence),
+            SttLookup::Wait => {
+                waiting = true;
+                continue;
+            }
+            SttLookup::Unmatched { fingerprint } => {
+                let _ = io
+                    .events
+                    .send(Err(EngineError::InvalidRequest {
+                        reason: format!(
+                            "no scripted transcript for audio {fingerprint} and no default"
+                        ),
+                    }))
+                    .await;
+                return;
+            }
         };
-        let duration_ms = audio.len() as u64 * 1000 / u64::from(rate);
+        let duration_ms = received * 1000 / u64::from(rate);
         if script.partials && !partial_sent {
             partial_sent = true;
             state.sleep_first(StageId::Stt).await;

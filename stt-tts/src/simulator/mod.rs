@@ -6,12 +6,14 @@
 //!
 //! One port speaks every protocol: a websocket upgrade to `/v1/listen` is
 //! a Deepgram-compatible live transcription ([`deepgram`]); any other
-//! upgrade is the voxgate worker protocol (STT by audio fingerprint, TTS
+//! upgrade is the voxgate worker protocol (STT by audio fingerprint or,
+//! with `match: envelope`, by speech-energy envelope ([`envelope`]), TTS
 //! as a tone or espeak-ng, NLU by utterance); anything else goes to the
 //! OpenAI-compatible HTTP API ([`http`]).
 
 pub mod deepgram;
 pub mod engines;
+pub mod envelope;
 pub mod http;
 pub mod script;
 
@@ -26,7 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::worker::{serve_connection, Engines, Shared, WorkerToken};
 use engines::{ScriptFaults, ScriptedNlu, ScriptedStt, ScriptedTts, SimState, StageId};
-pub use script::{audio_fingerprint, Delay, Faults, Script, ScriptError, Stage, Stages};
+pub use script::{
+    audio_fingerprint, Delay, Faults, MatchMode, Script, ScriptError, Stage, Stages, SttLookup,
+};
 
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);

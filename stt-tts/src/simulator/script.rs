@@ -7,6 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
+use super::envelope::Envelope;
 use crate::nlu::IntentResult;
 
 /// Why a script could not be used.
@@ -129,6 +130,9 @@ pub struct ScriptedTranscript {
     pub text: String,
     #[serde(default = "default_confidence")]
     pub confidence: f32,
+    /// With `match: envelope`, the envelope of `audio_file`, taken at load.
+    #[serde(skip)]
+    pub envelope: Option<Envelope>,
 }
 
 fn default_confidence() -> f32 {
@@ -144,12 +148,31 @@ pub struct DefaultTranscript {
     pub confidence: f32,
 }
 
+/// How a session's audio is matched to a scripted transcript.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMode {
+    /// The exact fingerprint only: the same bytes the script was made from.
+    #[default]
+    Exact,
+    /// The exact fingerprint first, then, at the end of the utterance, the
+    /// most similar speech-energy envelope of the `audio_file` entries
+    /// (see [`Envelope`]): audio that went through G.711 and resampling.
+    Envelope,
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SttScript {
     /// How much of the start of the audio the fingerprint covers.
     #[serde(default = "default_fingerprint_seconds")]
     pub fingerprint_seconds: f32,
+    #[serde(default, rename = "match")]
+    pub match_mode: MatchMode,
+    /// `match: envelope`: the least similarity (-1..1) that counts as a
+    /// match; below it the default answers.
+    #[serde(default = "default_min_similarity")]
+    pub min_similarity: f32,
     #[serde(default)]
     pub transcripts: Vec<ScriptedTranscript>,
     #[serde(default)]
@@ -163,6 +186,10 @@ fn default_fingerprint_seconds() -> f32 {
     1.0
 }
 
+fn default_min_similarity() -> f32 {
+    0.75
+}
+
 fn yes() -> bool {
     true
 }
@@ -171,6 +198,8 @@ impl Default for SttScript {
     fn default() -> Self {
         Self {
             fingerprint_seconds: default_fingerprint_seconds(),
+            match_mode: MatchMode::Exact,
+            min_similarity: default_min_similarity(),
             transcripts: Vec::new(),
             default: None,
             partials: true,
@@ -272,6 +301,18 @@ pub fn audio_fingerprint(pcm: &[i16], sample_rate: u32, seconds: f32) -> String 
         .collect()
 }
 
+/// What the audio heard so far is: scripted, or not yet decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SttLookup {
+    /// `match: envelope` without an exact match: decided at the end.
+    Wait,
+    Found(String, f32),
+    /// No entry matches and there is no default.
+    Unmatched {
+        fingerprint: String,
+    },
+}
+
 /// Normalises an utterance for lookup.
 pub fn utterance_key(text: &str) -> String {
     text.trim()
@@ -306,6 +347,7 @@ impl Script {
 
     fn resolve(&mut self, base: &Path) -> Result<(), ScriptError> {
         let seconds = self.stt.fingerprint_seconds;
+        let envelopes = self.stt.match_mode == MatchMode::Envelope;
         for (index, t) in self.stt.transcripts.iter_mut().enumerate() {
             match (&t.fingerprint, &t.audio_file) {
                 (Some(_), None) => {}
@@ -322,6 +364,18 @@ impl Script {
                         crate::stt::STT_SAMPLE_RATE,
                         seconds,
                     ));
+                    if envelopes {
+                        // Not fatal: the entry still matches exactly; a set
+                        // with one odd recording still runs.
+                        t.envelope = Envelope::of(&pcm, crate::stt::STT_SAMPLE_RATE);
+                        if t.envelope.is_none() {
+                            tracing::warn!(
+                                path = %path.display(),
+                                "no speech envelope (silent, steady noise or under 200 ms): \
+                                 this entry matches only exactly"
+                            );
+                        }
+                    }
                 }
                 _ => return Err(ScriptError::TranscriptKey { index }),
             }
@@ -359,6 +413,43 @@ impl Script {
                     .as_ref()
                     .map(|d| (d.text.clone(), d.confidence))
             })
+    }
+
+    /// The transcript for a session's audio so far (`ended`: the caller
+    /// finished the utterance). The exact fingerprint is checked first;
+    /// with `match: envelope` a miss waits for the end, then the most
+    /// similar envelope at or above `min_similarity` answers, else the
+    /// default.
+    pub fn stt_lookup(&self, audio: &[i16], rate: u32, ended: bool) -> SttLookup {
+        let stt = &self.stt;
+        let fingerprint = audio_fingerprint(audio, rate, stt.fingerprint_seconds);
+        if let Some(t) = stt
+            .transcripts
+            .iter()
+            .find(|t| t.fingerprint.as_deref() == Some(fingerprint.as_str()))
+        {
+            return SttLookup::Found(t.text.clone(), t.confidence);
+        }
+        if stt.match_mode == MatchMode::Envelope {
+            if !ended {
+                return SttLookup::Wait;
+            }
+            if let Some(heard) = Envelope::of(audio, rate) {
+                let best = stt
+                    .transcripts
+                    .iter()
+                    .filter_map(|t| Some((t, t.envelope.as_ref()?.similarity(&heard))))
+                    .filter(|(_, s)| *s >= stt.min_similarity)
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                if let Some((t, _)) = best {
+                    return SttLookup::Found(t.text.clone(), t.confidence);
+                }
+            }
+        }
+        match &stt.default {
+            Some(d) => SttLookup::Found(d.text.clone(), d.confidence),
+            None => SttLookup::Unmatched { fingerprint },
+        }
     }
 
     /// The scripted intent answer for an utterance, else the default.
