@@ -53,7 +53,7 @@ fn self_url(addr: std::net::SocketAddr) -> String {
 fn build_ai(
     cfg: &GatewayConfig,
     runtime: &AiRuntimeState,
-) -> Result<Arc<dyn voxgate_flows::driver::AiRunner>, build::BuildError> {
+) -> Result<Arc<dyn voxgate_flows::driver::AiRunner>, Box<build::BuildError>> {
     let say = cfg.tts.say_config();
     let Some(engines) = build::engines(
         &cfg.ai,

@@ -313,8 +313,11 @@ fn unknown_numbers_get_404_and_unpublished_flows_480() {
     assert_eq!(unknown["disposition"]["code"], 404, "{unknown}");
     let unpublished = summary(call(&gw, "4421", "2s"));
     assert_eq!(unpublished["disposition"]["code"], 480, "{unpublished}");
+    // The log is read from the gateway's stderr as it comes: wait for it.
     assert!(
-        gw.log_text().contains("no published version"),
+        gw.wait_for_log(std::time::Duration::from_secs(5), |l| l
+            .contains("no published version"))
+            .is_some(),
         "the 480 is explained in the log"
     );
 }
