@@ -244,3 +244,66 @@ fn a_tenant_orders_the_configured_providers_and_unknown_names_are_skipped() {
         "a name no longer configured does not leave the tenant without one"
     );
 }
+
+#[test]
+fn a_call_uses_the_engines_of_the_providers_it_was_admitted_to() {
+    let pool = |host: &str| {
+        Arc::new(
+            WorkerPool::new(PoolConfig::new(
+                vec![url::Url::parse(&format!("ws://{host}:9")).expect("url")],
+                WorkerToken::new("t"),
+            ))
+            .expect("pool"),
+        )
+    };
+    let (primary, backup) = (pool("127.0.0.1"), pool("127.0.0.2"));
+    let runner = AiNodeRunner::new(
+        AiEngines {
+            stt: primary.clone(),
+            nlu: primary.clone(),
+            tts: primary.clone(),
+            names: EngineNames {
+                stt: "worker".into(),
+                nlu: "worker".into(),
+                tts: "worker".into(),
+            },
+        },
+        ConversationConfig::default(),
+        Arc::new(PolicyBook::default()),
+        Arc::new(BreakerRegistry::default()),
+        Arc::new(AdmissionControl::new()),
+        Arc::new(AiMetrics::new()),
+    )
+    .with_alternates(Alternates {
+        stt: vec![("backup".into(), backup.clone())],
+        ..Alternates::default()
+    });
+    assert_eq!(runner.provider_names().stt, ["worker", "backup"]);
+    let wants_backup = ProviderChoices {
+        stt: vec!["backup".into(), "worker".into()],
+        ..ProviderChoices::default()
+    };
+    let candidates = runner.candidates(&wants_backup);
+    assert_eq!(
+        candidates[0],
+        (
+            Provider::Stt,
+            vec!["backup".to_string(), "worker".to_string()]
+        )
+    );
+    assert_eq!(candidates[1], (Provider::Nlu, vec!["worker".to_string()]));
+    let admitted = [crate::budget::Admitted {
+        provider: Provider::Stt,
+        name: "backup".into(),
+        admission: crate::budget::Admission::Allowed,
+    }];
+    let engines = runner.engines_for(&admitted);
+    let same = |a: &Arc<dyn voxgate_stt_tts::stt::SttEngine>, b: &Arc<WorkerPool>| {
+        std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
+    };
+    assert!(same(&engines.stt, &backup));
+    assert_eq!(engines.names.stt, "backup");
+    assert_eq!(engines.names.nlu, "worker");
+    let engines = runner.engines_for(&[]);
+    assert!(same(&engines.stt, &primary));
+}
