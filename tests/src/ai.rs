@@ -120,7 +120,8 @@ pub fn admin_key(gw: &Gateway) -> anyhow::Result<String> {
         .context("a key in the line")
 }
 
-fn voxgate(gw: &Gateway, key: &str, args: &[&str]) -> anyhow::Result<Output> {
+/// Runs the `voxgate` CLI against `gw`'s API with `key`.
+pub fn voxgate(gw: &Gateway, key: &str, args: &[&str]) -> anyhow::Result<Output> {
     Ok(Command::new(voxgate_bin())
         .args(args)
         .env("VOXGATE_API_URL", format!("http://{}", gw.http_addr()))
@@ -129,6 +130,12 @@ fn voxgate(gw: &Gateway, key: &str, args: &[&str]) -> anyhow::Result<Output> {
 }
 
 fn ok(out: Output) -> anyhow::Result<()> {
+    ok_json(out).map(|_| ())
+}
+
+/// A CLI run that succeeded: its JSON on stdout (`null` when there is
+/// none); a failure carries both outputs.
+pub fn ok_json(out: Output) -> anyhow::Result<Value> {
     if !out.status.success() {
         bail!(
             "failed: {}\n{}",
@@ -136,7 +143,7 @@ fn ok(out: Output) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
+    Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
 }
 
 /// Creates the tenant, publishes `flow` and puts it on `number`.

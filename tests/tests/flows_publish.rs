@@ -14,32 +14,15 @@ use serde_json::{json, Value};
 use voxgate_tests::{voxgate_bin, wait_until, Gateway, TempDir};
 
 fn admin_key(gw: &Gateway) -> String {
-    let line = gw
-        .wait_for_log(Duration::from_secs(10), |l| l.contains("Admin API key"))
-        .expect("the first start prints an admin key");
-    line.split_whitespace()
-        .find(|w| w.starts_with("vgk_"))
-        .expect("a key in the line")
-        .to_string()
+    voxgate_tests::ai::admin_key(gw).expect("the first start prints an admin key")
 }
 
 fn voxgate(gw: &Gateway, key: &str, args: &[&str]) -> Output {
-    Command::new(voxgate_bin())
-        .args(args)
-        .env("VOXGATE_API_URL", format!("http://{}", gw.http_addr()))
-        .env("VOXGATE_API_KEY", key)
-        .output()
-        .expect("voxgate runs")
+    voxgate_tests::ai::voxgate(gw, key, args).expect("voxgate runs")
 }
 
 fn ok_json(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    voxgate_tests::ai::ok_json(out).expect("the command succeeds")
 }
 
 fn api_get(addr: SocketAddr, key: &str, path: &str) -> (u16, Value) {
